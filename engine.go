@@ -1,0 +1,134 @@
+package dbfallback
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// PoolConfig tunes the database/sql pool of the chosen database. A zero
+// field keeps the per-dialect default.
+type PoolConfig struct {
+	// MaxOpenConns caps open connections. Defaults: PostgreSQL 10; SQLite
+	// 8 (readers run in parallel, writers queue on one in-process lock).
+	MaxOpenConns int
+	// MaxIdleConns caps idle connections kept for reuse. Defaults:
+	// PostgreSQL 5; SQLite the same as MaxOpenConns.
+	MaxIdleConns int
+	// ConnMaxLifetime recycles connections after this long. Defaults:
+	// PostgreSQL 30m (so a failover or DNS change is picked up); SQLite
+	// never.
+	ConnMaxLifetime time.Duration
+	// ConnMaxIdleTime closes connections idle this long. Default 5m (an
+	// in-memory SQLite database is held open by a connection outside the
+	// pool, so idle closes never drop it).
+	ConnMaxIdleTime time.Duration
+}
+
+func (p PoolConfig) withDefaults(d PoolConfig) PoolConfig {
+	if p.MaxOpenConns == 0 {
+		p.MaxOpenConns = d.MaxOpenConns
+	}
+	if p.MaxIdleConns == 0 {
+		p.MaxIdleConns = d.MaxIdleConns
+	}
+	if p.ConnMaxLifetime == 0 {
+		p.ConnMaxLifetime = d.ConnMaxLifetime
+	}
+	if p.ConnMaxIdleTime == 0 {
+		p.ConnMaxIdleTime = d.ConnMaxIdleTime
+	}
+	return p
+}
+
+func (p PoolConfig) apply(db *sql.DB) {
+	db.SetMaxOpenConns(p.MaxOpenConns)
+	db.SetMaxIdleConns(p.MaxIdleConns)
+	db.SetConnMaxLifetime(p.ConnMaxLifetime)
+	db.SetConnMaxIdleTime(p.ConnMaxIdleTime)
+}
+
+var postgresPool = PoolConfig{MaxOpenConns: 10, MaxIdleConns: 5, ConnMaxLifetime: 30 * time.Minute, ConnMaxIdleTime: 5 * time.Minute}
+
+// engine is an opened candidate: the pool plus what the DB must release.
+type engine struct {
+	db      *sql.DB
+	closers []func() error // run after db.Close, in order
+	note    string         // something the operator should know (a file moved aside)
+}
+
+// connectTimeout returns the bound for one attempt on t: the URL's
+// connect_timeout, then PGCONNECT_TIMEOUT, then WithConnectTimeout. Zero
+// (libpq's "wait forever") is not honoured: startup must not hang.
+func connectTimeout(o *options, r Resolution, t Target) time.Duration {
+	if d, ok := t.ConnectTimeout(); ok && d > 0 {
+		return d
+	}
+	if r.ConnectTimeout > 0 {
+		return r.ConnectTimeout
+	}
+	return o.connectTimeout
+}
+
+// openPostgres opens a pgx pool for t and pings it within timeout. On any
+// failure the pool is closed before returning, so no dial lingers.
+func openPostgres(ctx context.Context, o *options, r Resolution, t Target, timeout time.Duration) (*engine, error) {
+	cfg, err := pgx.ParseConfig(t.DSN())
+	if err != nil {
+		return nil, permanent(err)
+	}
+	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > timeout {
+		cfg.ConnectTimeout = timeout
+	}
+	if o.lookupFunc != nil {
+		cfg.LookupFunc = o.lookupFunc
+	}
+	if o.dialFunc != nil {
+		cfg.DialFunc = o.dialFunc
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = applicationName(r)
+	}
+	db := stdlib.OpenDB(*cfg)
+	o.pool.withDefaults(postgresPool).apply(db)
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		db.Close()
+		if pctx.Err() != nil && ctx.Err() == nil {
+			err = &timeoutError{after: timeout, err: err}
+		}
+		return nil, err
+	}
+	return &engine{db: db}, nil
+}
+
+// applicationName is what the server shows in pg_stat_activity when the
+// URL names none: the Hugging Face Space, or the program's name.
+func applicationName(r Resolution) string {
+	if r.SpaceID != "" {
+		return r.SpaceID
+	}
+	if len(os.Args) > 0 && os.Args[0] != "" {
+		return filepath.Base(os.Args[0])
+	}
+	return "dbfallback"
+}
+
+// timeoutError marks an attempt that hit its connect timeout.
+type timeoutError struct {
+	after time.Duration
+	err   error
+}
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("no answer within the connect timeout (%s): %v", e.after, e.err)
+}
+func (e *timeoutError) Unwrap() error { return e.err }
+func (e *timeoutError) Timeout() bool { return true }

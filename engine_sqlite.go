@@ -1,0 +1,317 @@
+package dbfallback
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// SQLite tuning for a web server. WAL lets readers run while one writer
+// writes; synchronous=NORMAL is durable across process crashes in WAL mode
+// (only an OS crash can lose the last transactions); immediate
+// transactions take the write lock at BEGIN, so a read-then-write
+// transaction never fails half-way with SQLITE_BUSY.
+const (
+	sqliteBusyTimeout = 10 * time.Second
+	sqliteFileParams  = "_journal_mode=WAL&_synchronous=NORMAL&_foreign_keys=1&_txlock=immediate&_busy_timeout=10000"
+	sqliteMemParams   = "_foreign_keys=1&_txlock=immediate&_busy_timeout=10000"
+)
+
+var sqliteFilePool = PoolConfig{MaxOpenConns: 8, MaxIdleConns: 8, ConnMaxIdleTime: 5 * time.Minute}
+
+// openSQLite opens t, creating its directory (0700) and file (0600) when
+// missing and moving aside an existing file that is not a SQLite database.
+func openSQLite(ctx context.Context, o *options, t Target) (*engine, error) {
+	if t.Memory {
+		return openSQLiteMemory(ctx, o, t)
+	}
+	note, err := prepareSQLiteFile(t.Path, o.now)
+	if err != nil {
+		return nil, err
+	}
+	dsn := sqliteDSN(t, sqliteFileParams)
+	db := sql.OpenDB(&gatedConnector{dsn: dsn, gate: newWriteGate(sqliteBusyTimeout)})
+	o.pool.withDefaults(sqliteFilePool).apply(db)
+	if err := checkSQLite(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &engine{db: db, note: note}, nil
+}
+
+// openSQLiteMemory opens a private in-memory database on SQLite's memdb
+// VFS, which, unlike ":memory:", is shared by every connection of the pool
+// with normal locking. A keeper connection outside the pool holds it open
+// until Close, so the data lives as long as the DB however long the pool
+// stays idle.
+func openSQLiteMemory(ctx context.Context, o *options, t Target) (*engine, error) {
+	name := t.Path
+	if name == "" {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		name = "dbfallback-" + hex.EncodeToString(b[:])
+	}
+	mt := Target{Dialect: SQLite, Path: "/" + strings.TrimPrefix(name, "/"), Params: map[string]string{"vfs": "memdb"}}
+	for k, v := range t.Params {
+		if k != "mode" && k != "cache" {
+			mt.Params[k] = v
+		}
+	}
+	dsn := sqliteDSN(mt, sqliteMemParams)
+	keeper, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(&gatedConnector{dsn: dsn, gate: newWriteGate(sqliteBusyTimeout)})
+	o.pool.withDefaults(sqliteFilePool).apply(db)
+	if err := checkSQLite(ctx, db); err != nil {
+		db.Close()
+		keeper.Close()
+		return nil, err
+	}
+	return &engine{db: db, closers: []func() error{keeper.Close}}, nil
+}
+
+// sqliteDSN appends the tuning parameters after the target's own, which
+// win: go-sqlite3 reads the first value of a repeated key.
+func sqliteDSN(t Target, tuning string) string {
+	base := buildSQLiteDSN(t, false)
+	if strings.IndexByte(base, '?') >= 0 {
+		return base + "&" + tuning
+	}
+	return base + "?" + tuning
+}
+
+// checkSQLite opens a connection and reads the schema, which fails on a
+// file SQLite cannot use.
+func checkSQLite(ctx context.Context, db *sql.DB) error {
+	var n int
+	return db.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&n)
+}
+
+var sqliteMagic = []byte("SQLite format 3\x00")
+
+// prepareSQLiteFile makes path ready for SQLite: its directory exists (new
+// directories 0700), the file exists (new files 0600), and an existing file
+// that is not a whole SQLite database is renamed <name>.corrupt-<UTC time>,
+// never deleted. The note says what was moved.
+func prepareSQLiteFile(path string, now func() time.Time) (note string, err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("dbfallback: create directory for %s: %w", path, unwrapPathError(err))
+	}
+	bad, err := notSQLite(path)
+	if err != nil {
+		return "", err
+	}
+	if bad != "" {
+		if now == nil {
+			now = time.Now
+		}
+		aside := fmt.Sprintf("%s.corrupt-%s", path, now().UTC().Format("20060102T150405Z"))
+		if err := os.Rename(path, aside); err != nil {
+			return "", fmt.Errorf("dbfallback: %s is %s and could not be moved aside: %w", path, bad, unwrapPathError(err))
+		}
+		for _, suffix := range []string{"-wal", "-shm"} {
+			if _, err := os.Stat(path + suffix); err == nil {
+				os.Rename(path+suffix, aside+suffix)
+			}
+		}
+		note = fmt.Sprintf("%s was %s; moved it aside to %s", path, bad, aside)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return note, fmt.Errorf("dbfallback: open %s: %w", path, unwrapPathError(err))
+	}
+	f.Close()
+	return note, nil
+}
+
+// notSQLite says why the file at path is not a usable SQLite database
+// ("" when it is, or does not exist, or is empty).
+func notSQLite(path string) (string, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("dbfallback: open %s: %w", path, unwrapPathError(err))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if st.IsDir() {
+		return "", fmt.Errorf("dbfallback: %s is a directory, not a database file", path)
+	}
+	if st.Size() == 0 {
+		return "", nil
+	}
+	var hdr [100]byte
+	n, err := io.ReadFull(f, hdr[:])
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return "", fmt.Errorf("dbfallback: read %s: %w", path, err)
+	}
+	if n < len(sqliteMagic) || !bytes.Equal(hdr[:len(sqliteMagic)], sqliteMagic) {
+		return "not a SQLite database", nil
+	}
+	if n < len(hdr) {
+		return "a truncated SQLite database", nil
+	}
+	// The header records the page size (offset 16, 1 meaning 65536) and,
+	// when valid, the page count (offset 28): a shorter file lost pages.
+	pageSize := int64(binary.BigEndian.Uint16(hdr[16:18]))
+	if pageSize == 1 {
+		pageSize = 65536
+	}
+	pages := int64(binary.BigEndian.Uint32(hdr[28:32]))
+	changes, validFor := binary.BigEndian.Uint32(hdr[24:28]), binary.BigEndian.Uint32(hdr[92:96])
+	if pageSize >= 512 && pages > 0 && changes == validFor && st.Size() < pages*pageSize {
+		return "a truncated SQLite database", nil
+	}
+	return "", nil
+}
+
+// writeGate serializes SQLite writers inside the process. Waiters queue in
+// order instead of polling the busy handler, so no writer starves and
+// none sees "database is locked"; other processes still meet the busy
+// timeout.
+type writeGate struct {
+	ch   chan struct{}
+	wait time.Duration
+}
+
+func newWriteGate(wait time.Duration) *writeGate {
+	return &writeGate{ch: make(chan struct{}, 1), wait: wait}
+}
+
+// errWriteLockWait reports a writer that waited the whole busy timeout.
+var errWriteLockWait = errors.New("dbfallback: waited too long for the SQLite write lock (a transaction left open?)")
+
+func (g *writeGate) acquire(ctx context.Context) error {
+	select {
+	case g.ch <- struct{}{}:
+		return nil
+	default:
+	}
+	timer := time.NewTimer(g.wait)
+	defer timer.Stop()
+	select {
+	case g.ch <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return errWriteLockWait
+	}
+}
+
+func (g *writeGate) release() { <-g.ch }
+
+// gatedConnector opens go-sqlite3 connections that take the write gate for
+// write transactions and for statements executed outside a transaction.
+type gatedConnector struct {
+	dsn  string
+	gate *writeGate
+}
+
+func (c *gatedConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := (&sqlite3.SQLiteDriver{}).Open(c.dsn)
+	if err != nil {
+		return nil, err
+	}
+	return &gatedConn{SQLiteConn: conn.(*sqlite3.SQLiteConn), gate: c.gate}, nil
+}
+
+func (c *gatedConnector) Driver() driver.Driver { return &sqlite3.SQLiteDriver{} }
+
+// gatedConn wraps a go-sqlite3 connection. database/sql uses one
+// connection from one goroutine at a time, so inTx needs no lock.
+type gatedConn struct {
+	*sqlite3.SQLiteConn
+	gate *writeGate
+	inTx bool
+}
+
+func (c *gatedConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	if opts.ReadOnly {
+		// A deferred BEGIN: readers share the database in WAL mode.
+		if _, err := c.SQLiteConn.ExecContext(ctx, "BEGIN", nil); err != nil {
+			return nil, err
+		}
+		c.inTx = true
+		return &gatedTx{conn: c}, nil
+	}
+	if err := c.gate.acquire(ctx); err != nil {
+		return nil, err
+	}
+	tx, err := c.SQLiteConn.BeginTx(ctx, opts)
+	if err != nil {
+		c.gate.release()
+		return nil, err
+	}
+	c.inTx = true
+	return &gatedTx{conn: c, inner: tx, gated: true}, nil
+}
+
+func (c *gatedConn) Begin() (driver.Tx, error) {
+	return c.BeginTx(context.Background(), driver.TxOptions{})
+}
+
+func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if !c.inTx {
+		if err := c.gate.acquire(ctx); err != nil {
+			return nil, err
+		}
+		defer c.gate.release()
+	}
+	return c.SQLiteConn.ExecContext(ctx, query, args)
+}
+
+// gatedTx ends a transaction and releases the gate it holds.
+type gatedTx struct {
+	conn  *gatedConn
+	inner driver.Tx // nil for a read-only transaction begun by hand
+	gated bool
+}
+
+func (t *gatedTx) Commit() error { return t.end("COMMIT") }
+
+func (t *gatedTx) Rollback() error { return t.end("ROLLBACK") }
+
+func (t *gatedTx) end(stmt string) error {
+	defer func() {
+		t.conn.inTx = false
+		if t.gated {
+			t.gated = false
+			t.conn.gate.release()
+		}
+	}()
+	if t.inner != nil {
+		if stmt == "COMMIT" {
+			return t.inner.Commit()
+		}
+		return t.inner.Rollback()
+	}
+	_, err := t.conn.SQLiteConn.ExecContext(context.Background(), stmt, nil)
+	if err != nil && stmt == "COMMIT" {
+		t.conn.SQLiteConn.ExecContext(context.Background(), "ROLLBACK", nil)
+	}
+	return err
+}

@@ -1,0 +1,120 @@
+package dbfallback_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/dbfallback/dbfallback"
+)
+
+func ExampleValidate() {
+	// A Heroku-style URL pasted with quotes, an unescaped '#' in the
+	// password and Prisma's pgbouncer flag.
+	t, err := dbfallback.Validate(`"postgres://app:s3cr#t@db.example.com/shop?pgbouncer=true"`)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(t) // redacted: the password never prints
+	for _, n := range t.Notes {
+		fmt.Println("note:", n)
+	}
+	// Output:
+	// postgres://app:xxxxx@db.example.com:5432/shop?default_query_exec_mode=exec
+	// note: removed surrounding double quotes
+	// note: the password contains unescaped '#'; it was percent-encoded
+	// note: translated Prisma's pgbouncer=true to default_query_exec_mode=exec (no named prepared statements)
+}
+
+func ExampleValidate_errors() {
+	_, err := dbfallback.Validate("postgres://app:s3cret@db.example.com:${DB_PORT}/shop")
+	fmt.Println(errors.Is(err, dbfallback.ErrPlaceholder))
+
+	var ve *dbfallback.ValidationError
+	if errors.As(err, &ve) {
+		fmt.Println(ve.Code)
+		fmt.Println(ve.Input)
+	}
+	// Output:
+	// true
+	// placeholder
+	// postgres://app:xxxxx@db.example.com:${DB_PORT}/shop
+}
+
+func ExampleValidate_sqlite() {
+	for _, raw := range []string{"sqlite:///data/app.db", "sqlite:////var/lib/app.db", "sqlite://", "file:app.db?mode=ro"} {
+		t, err := dbfallback.Validate(raw)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Printf("%-28s path=%q memory=%v\n", raw, t.Path, t.Memory)
+	}
+	// Output:
+	// sqlite:///data/app.db        path="data/app.db" memory=false
+	// sqlite:////var/lib/app.db    path="/var/lib/app.db" memory=false
+	// sqlite://                    path="" memory=true
+	// file:app.db?mode=ro          path="app.db" memory=false
+}
+
+func ExampleResolve() {
+	// A fake environment: DATABASE_URL is set but broken, so Resolve reports
+	// it and leaves the SQLite chain. Resolve never connects.
+	env := map[string]string{"DATABASE_URL": "mysql://root@localhost/app", "SQLITE_PATH": "/nonexistent-dir/app.db"}
+	r, err := dbfallback.Resolve(context.Background(), dbfallback.WithLookupEnv(func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	}))
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("primary:", !r.Primary.IsZero())
+	for _, s := range r.Sources {
+		if s.Found {
+			fmt.Println(s.Name, "->", s.Err)
+		}
+	}
+	fmt.Println("last resort:", r.Fallbacks[len(r.Fallbacks)-1])
+	// Output:
+	// primary: false
+	// DATABASE_URL -> dbfallback: validate "mysql://root@localhost/app": the "mysql" scheme is MySQL (hint: dbfallback connects to PostgreSQL (postgres://, postgresql://, libpq keyword/value) and SQLite (sqlite:///path.db, file:path.db, path.db); unset the variable to use SQLite)
+	// last resort: :memory:
+}
+
+func ExampleOpen() {
+	dir, err := os.MkdirTemp("", "dbfallback-example-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+
+	// DATABASE_URL holds a template nobody expanded: Open reports it and
+	// serves from SQLite instead of failing.
+	env := map[string]string{"DATABASE_URL": "postgres://app:${DB_PASSWORD}@db:5432/shop"}
+	db, err := dbfallback.Open(context.Background(),
+		dbfallback.WithLookupEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }),
+		dbfallback.WithSQLitePath(filepath.Join(dir, "shop.db")),
+		dbfallback.WithInit(func(ctx context.Context, db *dbfallback.DB) error {
+			_, err := db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS items (name TEXT NOT NULL)")
+			return err
+		}))
+	if err != nil {
+		panic(err)
+	}
+	defer db.Close()
+
+	fmt.Println(db.Dialect(), db.Fallback(), db.Ephemeral())
+	fmt.Println(strings.Contains(db.Reason(), "unexpanded template"))
+	if _, err := db.Exec("INSERT INTO items (name) VALUES ('tea')"); err != nil {
+		panic(err)
+	}
+	var n int
+	db.QueryRow("SELECT count(*) FROM items").Scan(&n)
+	fmt.Println(n, "item")
+	// Output:
+	// sqlite true false
+	// true
+	// 1 item
+}

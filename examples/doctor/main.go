@@ -1,0 +1,137 @@
+// Command doctor explains how the current environment resolves to a
+// database under dbfallback: each source it looked at, what the source held
+// (passwords masked), the normalizations applied, every problem with its
+// hint, and the chain of databases Open would try.
+//
+// Usage:
+//
+//	go run ./examples/doctor            # explain the current environment
+//	go run ./examples/doctor -url '…'   # check one value instead
+//
+// The exit status is 0 when a valid primary database is configured and 1
+// when only a fallback is left (2 for bad flags).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/dbfallback/dbfallback"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+}
+
+// run is main without the process: flags, environment and output are
+// passed in, the exit status returned.
+func run(args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "", "check this value instead of the environment")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	opts := []dbfallback.Option{dbfallback.WithLookupEnv(lookup)}
+	checkOne := false
+	fs.Visit(func(f *flag.Flag) { checkOne = checkOne || f.Name == "url" })
+	if checkOne {
+		// Only the given value counts: hide the URL variables and libpq's.
+		opts = []dbfallback.Option{
+			dbfallback.WithURL(*url),
+			dbfallback.WithEnvVars(),
+			dbfallback.WithLookupEnv(func(k string) (string, bool) {
+				if strings.HasPrefix(k, "PG") {
+					return "", false
+				}
+				return lookup(k)
+			}),
+		}
+	}
+	r, err := dbfallback.Resolve(context.Background(), opts...)
+	if err != nil {
+		fmt.Fprintln(stderr, "doctor:", err)
+		return 1
+	}
+	report(stdout, r)
+	if r.Primary.IsZero() {
+		return 1
+	}
+	return 0
+}
+
+func report(w io.Writer, r dbfallback.Resolution) {
+	fmt.Fprintln(w, "Primary database sources (the first one holding a value decides):")
+	for _, s := range r.Sources {
+		switch {
+		case !s.Found:
+			fmt.Fprintf(w, "  %-18s not set\n", s.Name)
+			continue
+		case s.Chosen:
+			fmt.Fprintf(w, "  %-18s %s\n  %-18s -> valid, used: %s\n", s.Name, s.Detail, "", s.Target)
+		case errors.Is(s.Err, dbfallback.ErrShadowed):
+			fmt.Fprintf(w, "  %-18s set, not used: an earlier source takes precedence\n", s.Name)
+			continue
+		default:
+			fmt.Fprintf(w, "  %-18s %s\n", s.Name, s.Detail)
+			explain(w, s.Err)
+		}
+		for _, n := range s.Target.Notes {
+			fmt.Fprintf(w, "  %-18s    note: %s\n", "", n)
+		}
+	}
+	if r.Primary.IsZero() {
+		fmt.Fprintf(w, "\nNo usable primary: %s.\n", r.Reason())
+	} else if r.InSpace() && r.Primary.Dialect == dbfallback.Postgres {
+		for _, h := range r.Primary.Hosts {
+			if !h.IsSocket() && h.Port != 80 && h.Port != 443 && h.Port != 8080 {
+				fmt.Fprintf(w, "\nWarning: this is Hugging Face Space %s, which allows outbound connections only to ports 80, 443 and 8080; port %d will time out.\n", r.SpaceID, h.Port)
+				break
+			}
+		}
+	}
+
+	fmt.Fprintln(w, "\nSQLite fallback locations (the first usable one is used):")
+	for _, p := range r.Paths {
+		state := "usable"
+		if p.Err != nil {
+			state = "skipped: " + p.Err.Error()
+		} else if !p.Persistent {
+			state += ", ephemeral (data may vanish on restart)"
+		} else {
+			state += ", persistent"
+		}
+		fmt.Fprintf(w, "  %-14s %s: %s\n", p.Origin, p.Path, state)
+	}
+
+	fmt.Fprintln(w, "\nDatabases Open would try, in order (PreferPrimary):")
+	for i, t := range dbfallback.PreferPrimary.Candidates(r) {
+		kind := "primary"
+		switch {
+		case t.Memory:
+			kind = "SQLite in memory, last resort"
+		case i > 0 || r.Primary.IsZero():
+			kind = "SQLite file"
+		}
+		if r.Ephemeral(t) {
+			kind += ", ephemeral"
+		}
+		fmt.Fprintf(w, "  %d. %s (%s)\n", i+1, t, kind)
+	}
+}
+
+// explain prints a rejection with its code and hint.
+func explain(w io.Writer, err error) {
+	var ve *dbfallback.ValidationError
+	if errors.As(err, &ve) {
+		fmt.Fprintf(w, "  %-18s -> rejected [%s]: %s\n", "", ve.Code, ve.Reason)
+		fmt.Fprintf(w, "  %-18s    hint: %s\n", "", ve.Hint)
+		return
+	}
+	fmt.Fprintf(w, "  %-18s -> not usable: %v\n", "", err)
+}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func fakeEnv(kv ...string) func(string) (string, bool) {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestDoctor(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   []string
+		env    []string
+		status int
+		want   []string
+	}{
+		{
+			name: "valid DATABASE_URL", status: 0,
+			env:  []string{"DATABASE_URL", `"postgres://app:Hunter2#x@db.internal/app?pgbouncer=true"`},
+			want: []string{"valid, used: postgres://app:xxxxx@db.internal:5432/app?default_query_exec_mode=exec", "note: removed surrounding double quotes", "1. postgres://app:xxxxx@db.internal:5432/app"},
+		},
+		{
+			name: "nothing configured", status: 1,
+			want: []string{"DATABASE_URL       not set", "No usable primary: no database URL configured.", "(SQLite file, ephemeral)", "(SQLite in memory, last resort, ephemeral)"},
+		},
+		{
+			name: "broken value", status: 1,
+			env:  []string{"DATABASE_URL", "postgres://app:Hunter2@db.internal:PORT/app"},
+			want: []string{"rejected [placeholder]", "hint: replace it with the real port", "No usable primary: DATABASE_URL is not usable"},
+		},
+		{
+			name: "check one value", status: 0,
+			args: []string{"-url", "sqlite:////var/lib/app.db"},
+			env:  []string{"DATABASE_URL", "mysql://ignored", "PGHOST", "ignored"},
+			want: []string{"WithURL", "valid, used: file:/var/lib/app.db"},
+		},
+		{
+			name: "space with blocked port", status: 0,
+			env:  []string{"SPACE_ID", "me/app", "DATABASE_URL", "postgres://u:Hunter2@db.example.com:5432/app"},
+			want: []string{"allows outbound connections only to ports 80, 443 and 8080"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Chdir(t.TempDir())
+			var out, errOut bytes.Buffer
+			status := run(tt.args, fakeEnv(append(tt.env, "TMPDIR", t.TempDir())...), &out, &errOut)
+			assert.Equal(t, tt.status, status, "%s", out.String())
+			for _, w := range tt.want {
+				assert.Contains(t, out.String(), w)
+			}
+			assert.NotContains(t, out.String(), "Hunter2")
+			assert.NotContains(t, out.String(), "ignored")
+		})
+	}
+}
+
+func TestDoctorBadFlag(t *testing.T) {
+	var out, errOut bytes.Buffer
+	assert.Equal(t, 2, run([]string{"-nope"}, fakeEnv(), &out, &errOut))
+}

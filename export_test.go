@@ -1,0 +1,29 @@
+package dbfallback
+
+import (
+	"context"
+	"time"
+)
+
+// Test-only options: the seams of this package, unexported in production.
+
+// withDataDir replaces /data, the Hugging Face persistent storage mount.
+func withDataDir(dir string) Option {
+	return func(o *options) { o.dataDir = dir }
+}
+
+// withFSType replaces the filesystem detector, to simulate FUSE or NFS.
+func withFSType(f func(dir string) string) Option {
+	return func(o *options) { o.fsType = f }
+}
+
+// withLookupFunc replaces DNS resolution of PostgreSQL hosts, to simulate a
+// DNS failure without sending a query anywhere.
+func withLookupFunc(f func(ctx context.Context, host string) ([]string, error)) Option {
+	return func(o *options) { o.lookupFunc = f }
+}
+
+// withNow fixes the clock used to name moved-aside files.
+func withNow(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
+}

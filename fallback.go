@@ -1,0 +1,308 @@
+package dbfallback
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Strategy decides which databases [Open] tries, in order.
+type Strategy interface {
+	// Candidates returns the targets to try, in order. Open stops at the
+	// first that answers; when none does it returns ErrNoDatabase.
+	Candidates(r Resolution) []Target
+}
+
+// StrategyFunc adapts a function to [Strategy].
+type StrategyFunc func(r Resolution) []Target
+
+// Candidates calls f(r).
+func (f StrategyFunc) Candidates(r Resolution) []Target { return f(r) }
+
+// builtin is the type of the built-in strategies; being constants, they
+// cannot be reassigned by anyone.
+type builtin int
+
+// The built-in strategies.
+const (
+	// PreferPrimary (the default) tries the primary, then the SQLite file,
+	// then memory. Open fails only when ctx is done.
+	PreferPrimary builtin = iota
+	// PrimaryOnly tries the primary alone: for production, where serving
+	// from a different database than intended is worse than failing. Open
+	// returns an error wrapping ErrNoDatabase and the cause when the
+	// primary is missing, invalid or down.
+	PrimaryOnly
+	// SQLiteOnly ignores the primary and opens the SQLite file, then memory.
+	SQLiteOnly
+)
+
+// Candidates implements [Strategy].
+func (s builtin) Candidates(r Resolution) []Target {
+	var out []Target
+	if s != SQLiteOnly && !r.Primary.IsZero() {
+		out = append(out, r.Primary)
+	}
+	if s != PrimaryOnly {
+		out = append(out, r.Fallbacks...)
+	}
+	return out
+}
+
+func (s builtin) String() string {
+	switch s {
+	case PreferPrimary:
+		return "PreferPrimary"
+	case PrimaryOnly:
+		return "PrimaryOnly"
+	case SQLiteOnly:
+		return "SQLiteOnly"
+	}
+	return fmt.Sprintf("builtin(%d)", int(s))
+}
+
+// Attempt records one candidate Open tried.
+type Attempt struct {
+	// Target is the candidate (print it: it is redacted).
+	Target Target
+	// Duration is the time spent on it, retries included.
+	Duration time.Duration
+	// Tries counts connection attempts (more than one under WithPrimaryWait).
+	Tries int
+	// Err is why it was not used, redacted; nil for the database in use.
+	Err error
+}
+
+// DB is an open database: a *sql.DB for the chosen candidate plus the story
+// of how it was chosen. It is safe for concurrent use; the embedded pool is
+// the caller's to use like any *sql.DB, but Close the DB, not the pool.
+type DB struct {
+	*sql.DB
+
+	target    Target
+	primary   Target
+	fallback  bool
+	ephemeral bool
+	reason    string
+	attempts  []Attempt
+	closers   []func() error
+	logger    *slog.Logger
+
+	probeUp   atomic.Int32 // 0 no probe result yet, 1 primary answers, 2 it does not
+	stopProbe context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Target returns the database in use (redacted when printed).
+func (db *DB) Target() Target { return db.target }
+
+// Dialect returns Postgres or SQLite.
+func (db *DB) Dialect() Dialect { return db.target.Dialect }
+
+// Fallback reports whether the database in use is not the primary: no
+// primary was configured, it was invalid, or it did not answer.
+func (db *DB) Fallback() bool { return db.fallback }
+
+// Reason explains, redacted, why the primary is not in use ("" when it
+// is), including anything the operator should know, such as a corrupt
+// SQLite file that was moved aside.
+func (db *DB) Reason() string { return db.reason }
+
+// Ephemeral reports whether data may vanish when the process restarts: an
+// in-memory database, or a SQLite file in a location nobody vouched for
+// (see [WithPersistent]).
+func (db *DB) Ephemeral() bool { return db.ephemeral }
+
+// Attempts returns every candidate tried, in order, the last being the
+// database in use.
+func (db *DB) Attempts() []Attempt { return append([]Attempt(nil), db.attempts...) }
+
+// Close stops the recovery probe and closes the pool. It is idempotent and
+// safe to call concurrently.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		if db.stopProbe != nil {
+			db.stopProbe()
+		}
+		db.wg.Wait()
+		errs := []error{db.DB.Close()}
+		for _, c := range db.closers {
+			errs = append(errs, c())
+		}
+		db.closeErr = errors.Join(errs...)
+	})
+	return db.closeErr
+}
+
+// Open resolves the configuration (see [Resolve]), asks the [Strategy] for
+// candidates and opens the first that answers: each is connected and pinged
+// within its connect timeout, tuned for its dialect (see [PoolConfig]) and
+// passed to the [WithInit] hooks. It logs one line saying which database
+// is live, why, and whether its data is ephemeral.
+//
+// With the default [PreferPrimary] strategy Open returns an error only
+// when ctx is done: a missing, invalid, refusing, silent or misconfigured
+// primary costs at most its connect timeout, then SQLite takes over. With
+// [PrimaryOnly] it returns an error wrapping [ErrNoDatabase] instead.
+// Close the DB when done.
+func Open(ctx context.Context, opts ...Option) (*DB, error) {
+	o := buildOptions(opts)
+	r, err := resolve(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	var attempts []Attempt
+	var causes []error
+	if r.Primary.IsZero() {
+		causes = append(causes, errors.New(r.Reason()))
+	}
+	for _, t := range o.strategy.Candidates(r) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		e, a := tryCandidate(ctx, &o, r, t)
+		attempts = append(attempts, a)
+		if a.Err != nil {
+			causes = append(causes, a.Err)
+			continue
+		}
+		db := newDB(&o, r, e, attempts)
+		if err := runInits(ctx, &o, db); err != nil {
+			db.Close()
+			attempts[len(attempts)-1].Err = err
+			causes = append(causes, err)
+			continue
+		}
+		db.startProbe(&o, r)
+		db.logOpen(time.Since(start))
+		return db, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	err = fmt.Errorf("%w: %w", ErrNoDatabase, errors.Join(causes...))
+	o.logger.Error("dbfallback: no database available", "error", err.Error())
+	return nil, err
+}
+
+// tryCandidate opens one target, retrying a primary's transient failures
+// for up to WithPrimaryWait.
+func tryCandidate(ctx context.Context, o *options, r Resolution, t Target) (*engine, Attempt) {
+	a := Attempt{Target: t}
+	start := time.Now()
+	defer func() { a.Duration = time.Since(start) }()
+	isPrimary := !r.Primary.IsZero() && sameTarget(t, r.Primary)
+	deadline := start.Add(o.primaryWait)
+	backoff := 250 * time.Millisecond
+	for {
+		a.Tries++
+		e, err := openTarget(ctx, o, r, t)
+		if err == nil {
+			a.Duration = time.Since(start)
+			return e, a
+		}
+		err = describeFailure(r, t, err)
+		if !isPrimary || IsPermanent(err) || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
+			a.Err = err
+			a.Duration = time.Since(start)
+			return nil, a
+		}
+		if !sleepCtx(ctx, jitter(backoff)) {
+			a.Err = err
+			return nil, a
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func openTarget(ctx context.Context, o *options, r Resolution, t Target) (*engine, error) {
+	switch t.Dialect {
+	case Postgres:
+		return openPostgres(ctx, o, r, t, connectTimeout(o, r, t))
+	case SQLite:
+		return openSQLite(ctx, o, t)
+	}
+	return nil, permanent(fmt.Errorf("unknown dialect %q", t.Dialect))
+}
+
+func newDB(o *options, r Resolution, e *engine, attempts []Attempt) *DB {
+	chosen := attempts[len(attempts)-1].Target
+	db := &DB{
+		DB:        e.db,
+		target:    chosen,
+		primary:   r.Primary,
+		fallback:  r.Primary.IsZero() || !sameTarget(chosen, r.Primary),
+		ephemeral: r.Ephemeral(chosen),
+		attempts:  attempts,
+		closers:   e.closers,
+		logger:    o.logger,
+	}
+	var why []string
+	if db.fallback {
+		if r.Primary.IsZero() {
+			why = append(why, r.Reason())
+		}
+		for _, a := range attempts[:len(attempts)-1] {
+			why = append(why, fmt.Sprintf("%s: %v", a.Target, a.Err))
+		}
+	}
+	if e.note != "" {
+		why = append(why, e.note)
+	}
+	db.reason = strings.Join(why, "; ")
+	return db
+}
+
+func runInits(ctx context.Context, o *options, db *DB) error {
+	for i, fn := range o.inits {
+		if err := fn(ctx, db); err != nil {
+			return fmt.Errorf("dbfallback: init hook %d on %s: %s", i+1, db.target, scrubSecrets(err.Error(), secretsOf(db.target)...))
+		}
+	}
+	return nil
+}
+
+func (db *DB) logOpen(took time.Duration) {
+	attrs := []any{
+		"dialect", db.target.Dialect,
+		"target", db.target,
+		"fallback", db.fallback,
+		"ephemeral", db.ephemeral,
+		"attempts", len(db.attempts),
+		"took", took.Round(time.Millisecond),
+	}
+	if db.reason != "" {
+		attrs = append(attrs, "reason", db.reason)
+	}
+	msg := "dbfallback: using the primary database"
+	level := slog.LevelInfo
+	switch {
+	case db.fallback && db.ephemeral:
+		msg, level = "dbfallback: using a fallback database; data is ephemeral", slog.LevelWarn
+	case db.fallback:
+		msg, level = "dbfallback: using a fallback database", slog.LevelWarn
+	case db.ephemeral:
+		msg, level = "dbfallback: using the primary database; data is ephemeral", slog.LevelWarn
+	}
+	db.logger.Log(context.Background(), level, msg, attrs...)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,155 @@
+package dbfallback
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"reflect"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/mattn/go-sqlite3"
+)
+
+// ErrNoDatabase is returned by [Open] when no candidate answered; it wraps
+// the cause of every failed candidate.
+var ErrNoDatabase = errors.New("dbfallback: no database available")
+
+// permanentError marks a failure that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+func permanent(err error) error { return &permanentError{err} }
+
+// PostgreSQL SQLSTATEs that mean the configuration is wrong, not the
+// server busy: bad password or authorization, unknown database or role,
+// insufficient privilege, invalid parameter, protocol mismatch.
+var permanentSQLStates = map[string]bool{
+	"28P01": true, // invalid_password
+	"28000": true, // invalid_authorization_specification (no pg_hba entry, unknown role)
+	"3D000": true, // invalid_catalog_name: database does not exist
+	"42704": true, // undefined_object (role does not exist, on some servers)
+	"42501": true, // insufficient_privilege
+	"22023": true, // invalid_parameter_value
+	"42601": true, // syntax_error in options
+	"0A000": true, // feature_not_supported (e.g. protocol version)
+	"08P01": true, // protocol_violation
+}
+
+// IsPermanent reports whether err says that connecting again cannot help:
+// a bad password, an unknown database or role, a missing privilege, a
+// certificate that does not verify, or a configuration pgx rejects. Refused
+// and reset connections, timeouts, DNS failures and "the database system
+// is starting up" (SQLSTATE 57P03) are transient. WithPrimaryWait retries
+// only transient failures.
+func IsPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pe *permanentError
+	if errors.As(err, &pe) {
+		return true
+	}
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		return true
+	}
+	var pce *pgconn.ParseConfigError
+	if errors.As(err, &pce) {
+		return true
+	}
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return permanentSQLStates[pg.Code]
+	}
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	if errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) {
+		return true
+	}
+	return false
+}
+
+// describeFailure turns a driver error into the redacted error an Attempt
+// keeps, adding what an operator needs: whether it is permanent, and on a
+// Hugging Face Space, that most outbound ports are blocked.
+func describeFailure(r Resolution, t Target, err error) error {
+	msg := scrubSecrets(err.Error(), secretsOf(t)...)
+	if r.InSpace() && t.Dialect == Postgres && isTimeout(err) {
+		for _, h := range t.Hosts {
+			if !h.IsSocket() && h.Port != 80 && h.Port != 443 && h.Port != 8080 {
+				msg += fmt.Sprintf(" (this is Hugging Face Space %s: outbound connections are allowed only to ports 80, 443 and 8080, so port %d is blocked)", r.SpaceID, h.Port)
+				break
+			}
+		}
+	}
+	return &attemptError{msg: msg, err: err}
+}
+
+// attemptError is a redacted failure; Unwrap gives the driver's error for
+// errors.Is and errors.As.
+type attemptError struct {
+	msg string
+	err error
+}
+
+func (e *attemptError) Error() string { return e.msg }
+func (e *attemptError) Unwrap() error { return e.err }
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
+}
+
+// isRefused reports a connection refused by the peer.
+func isRefused(err error) bool {
+	var oe *net.OpError
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &oe) && strings.Contains(oe.Error(), "refused")
+}
+
+// secretsOf lists the secrets of a target, to scrub from driver messages.
+func secretsOf(t Target) []string {
+	var out []string
+	if pw, ok := t.Password(); ok {
+		out = append(out, pw)
+	}
+	for k, v := range t.Params {
+		if isSecretKey(k) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// jitter spreads d by ±20% so that many restarting instances do not
+// retry in step.
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration((rand.Float64()*0.4-0.2)*float64(d))
+}
+
+// sameTarget compares two targets, notes aside.
+func sameTarget(a, b Target) bool {
+	a.Notes, b.Notes = nil, nil
+	return reflect.DeepEqual(a, b)
+}
+
+// isBusy reports SQLite's "database is locked" and "table is locked", and
+// a writer that waited out the in-process write lock.
+func isBusy(err error) bool {
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		return se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked
+	}
+	return errors.Is(err, errWriteLockWait)
+}

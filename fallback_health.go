@@ -1,0 +1,106 @@
+package dbfallback
+
+import (
+	"context"
+	"time"
+)
+
+// healthTimeout bounds a health ping when ctx has no earlier deadline.
+const healthTimeout = 2 * time.Second
+
+// Health is a snapshot of the database's state, safe to serve as JSON: the
+// target is redacted and no field holds a secret.
+type Health struct {
+	// Status is "up" when the database answered a ping, "down" otherwise.
+	Status string `json:"status"`
+	// Dialect is "postgres" or "sqlite".
+	Dialect Dialect `json:"dialect"`
+	// Fallback reports that the database in use is not the primary.
+	Fallback bool `json:"fallback"`
+	// Reason says why the primary is not in use.
+	Reason string `json:"reason,omitempty"`
+	// Ephemeral reports that data may vanish on restart.
+	Ephemeral bool `json:"ephemeral"`
+	// Target is the database in use, redacted.
+	Target string `json:"target"`
+	// LatencyMS is the ping's round trip in milliseconds.
+	LatencyMS float64 `json:"latency_ms"`
+	// Error is the ping's failure, redacted, when Status is "down".
+	Error string `json:"error,omitempty"`
+	// PrimaryUp is the recovery probe's latest answer while on a fallback:
+	// true when the primary answers again. Absent when no probe has run.
+	PrimaryUp *bool `json:"primary_up,omitempty"`
+}
+
+// Health pings the database, within 2s unless ctx ends sooner, and reports
+// its state. It never returns an error: a failed ping is Status "down".
+func (db *DB) Health(ctx context.Context) Health {
+	h := Health{
+		Dialect:   db.target.Dialect,
+		Fallback:  db.fallback,
+		Reason:    db.reason,
+		Ephemeral: db.ephemeral,
+		Target:    db.target.Redacted(),
+		Status:    "up",
+	}
+	switch db.probeUp.Load() {
+	case 1:
+		up := true
+		h.PrimaryUp = &up
+	case 2:
+		up := false
+		h.PrimaryUp = &up
+	}
+	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
+	defer cancel()
+	start := time.Now()
+	err := db.PingContext(ctx)
+	h.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
+	if err != nil {
+		h.Status = "down"
+		h.Error = scrubSecrets(err.Error(), secretsOf(db.target)...)
+	}
+	return h
+}
+
+// startProbe runs the recovery probe while the DB serves from a fallback.
+func (db *DB) startProbe(o *options, r Resolution) {
+	if !db.fallback || r.Primary.IsZero() || o.probeInterval <= 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	db.stopProbe = cancel
+	db.wg.Add(1)
+	go func() {
+		defer db.wg.Done()
+		t := time.NewTicker(o.probeInterval)
+		defer t.Stop()
+		wasUp := false
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			e, err := openTarget(ctx, o, r, r.Primary)
+			up := err == nil
+			if up {
+				e.db.Close()
+				for _, c := range e.closers {
+					c()
+				}
+				db.probeUp.Store(1)
+			} else if ctx.Err() == nil {
+				db.probeUp.Store(2)
+			}
+			if up && !wasUp {
+				db.logger.Warn("dbfallback: the primary database answers again; the service still uses the fallback until it restarts",
+					"primary", r.Primary, "in_use", db.target)
+				if o.probeFunc != nil {
+					o.probeFunc(r.Primary)
+				}
+			}
+			wasUp = up
+		}
+	}()
+}

@@ -1,0 +1,158 @@
+package dbfallback
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestOpenWithoutConfiguration(t *testing.T) {
+	isolatedDirs(t)
+	var logs bytes.Buffer
+	db, err := Open(context.Background(), env(), withDataDir(""),
+		WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	require.NoError(t, err)
+	defer db.Close()
+	assert.Equal(t, SQLite, db.Dialect())
+	assert.Equal(t, filepath.Join("data", "app.db"), db.Target().Path)
+	assert.True(t, db.Fallback())
+	assert.True(t, db.Ephemeral())
+	assert.Equal(t, "no database URL configured", db.Reason())
+	require.Len(t, db.Attempts(), 1)
+	assert.NoError(t, db.Attempts()[0].Err)
+	_, err = db.Exec("CREATE TABLE t(x)")
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	require.Len(t, lines, 1, "one line at open")
+	assert.Contains(t, lines[0], `"msg":"dbfallback: using a fallback database; data is ephemeral"`)
+	assert.Contains(t, lines[0], `"dialect":"sqlite"`)
+	assert.Contains(t, lines[0], `"reason":"no database URL configured"`)
+}
+
+func TestOpenStrategies(t *testing.T) {
+	t.Run("PrimaryOnly without a primary", func(t *testing.T) {
+		isolatedDirs(t)
+		_, err := Open(context.Background(), env(), withDataDir(""), WithStrategy(PrimaryOnly))
+		assert.ErrorIs(t, err, ErrNoDatabase)
+		assert.ErrorContains(t, err, "no database URL configured")
+	})
+	t.Run("PrimaryOnly with an invalid primary", func(t *testing.T) {
+		isolatedDirs(t)
+		_, err := Open(context.Background(), env("DATABASE_URL", "postgres://u:Hunter22@db:PORT/app"), withDataDir(""), WithStrategy(PrimaryOnly))
+		assert.ErrorIs(t, err, ErrNoDatabase)
+		assert.ErrorContains(t, err, "placeholder")
+		assert.NotContains(t, err.Error(), "Hunter22")
+	})
+	t.Run("SQLiteOnly ignores the primary", func(t *testing.T) {
+		isolatedDirs(t)
+		db, err := Open(context.Background(), env("DATABASE_URL", "postgres://127.0.0.1:1/app"), withDataDir(""), WithStrategy(SQLiteOnly))
+		require.NoError(t, err)
+		defer db.Close()
+		assert.Equal(t, SQLite, db.Dialect())
+		assert.True(t, db.Fallback())
+		assert.Len(t, db.Attempts(), 1, "the primary was not tried")
+	})
+	t.Run("StrategyFunc", func(t *testing.T) {
+		isolatedDirs(t)
+		memoryOnly := StrategyFunc(func(r Resolution) []Target { return r.Fallbacks[len(r.Fallbacks)-1:] })
+		db, err := Open(context.Background(), env(), withDataDir(""), WithStrategy(memoryOnly))
+		require.NoError(t, err)
+		defer db.Close()
+		assert.True(t, db.Target().Memory)
+	})
+	t.Run("empty strategy", func(t *testing.T) {
+		isolatedDirs(t)
+		_, err := Open(context.Background(), env(), withDataDir(""), WithStrategy(StrategyFunc(func(Resolution) []Target { return nil })))
+		assert.ErrorIs(t, err, ErrNoDatabase)
+	})
+	assert.Equal(t, "PrimaryOnly", PrimaryOnly.String())
+}
+
+func TestOpenSkipsUnwritableDirectory(t *testing.T) {
+	isolatedDirs(t)
+	db, err := Open(context.Background(), env("SQLITE_PATH", "/sys/app.db"), withDataDir(""))
+	require.NoError(t, err)
+	defer db.Close()
+	assert.Equal(t, filepath.Join("data", "app.db"), db.Target().Path, "/sys refuses writes, even to root; ./data is next")
+}
+
+func TestOpenInitHook(t *testing.T) {
+	isolatedDirs(t)
+	var seen []Target
+	db, err := Open(context.Background(), env(), withDataDir(""),
+		WithInit(func(ctx context.Context, db *DB) error {
+			seen = append(seen, db.Target())
+			if !db.Target().Memory {
+				return errors.New("schema failed with secret Hunter22")
+			}
+			_, err := db.ExecContext(ctx, "CREATE TABLE notes(body TEXT)")
+			return err
+		}))
+	require.NoError(t, err)
+	defer db.Close()
+	require.Len(t, seen, 2)
+	assert.True(t, db.Target().Memory, "the file candidate failed its hook, so memory was used")
+	require.Len(t, db.Attempts(), 2)
+	assert.ErrorContains(t, db.Attempts()[0].Err, "init hook 1")
+	_, err = db.Exec("INSERT INTO notes VALUES ('x')")
+	assert.NoError(t, err)
+}
+
+func TestOpenContextDone(t *testing.T) {
+	isolatedDirs(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := Open(ctx, env(), withDataDir(""))
+	assert.ErrorIs(t, err, context.Canceled)
+}
+
+func TestCloseIsIdempotent(t *testing.T) {
+	db := openSQLiteAt(t, filepath.Join(t.TempDir(), "x.db"))
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() { defer wg.Done(); assert.NoError(t, db.Close()) }()
+	}
+	wg.Wait()
+	assert.NoError(t, db.Close())
+	h := db.Health(context.Background())
+	assert.Equal(t, "down", h.Status)
+	assert.Contains(t, h.Error, "closed")
+}
+
+func TestHealthSQLite(t *testing.T) {
+	db := openSQLiteAt(t, filepath.Join(t.TempDir(), "x.db"))
+	h := db.Health(context.Background())
+	assert.Equal(t, "up", h.Status)
+	assert.Equal(t, SQLite, h.Dialect)
+	assert.False(t, h.Ephemeral, "an explicit path is persistent")
+	assert.True(t, h.Fallback)
+	assert.Nil(t, h.PrimaryUp, "no probe runs")
+	assert.GreaterOrEqual(t, h.LatencyMS, 0.0)
+}
+
+func TestIsPermanent(t *testing.T) {
+	_, verr := Validate("mysql://x")
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"validation", verr, true},
+		{"marked", permanent(errors.New("x")), true},
+		{"plain", errors.New("connection refused"), false},
+		{"deadline", context.DeadlineExceeded, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { assert.Equal(t, tt.want, IsPermanent(tt.err)) })
+	}
+}

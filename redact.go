@@ -1,0 +1,344 @@
+package dbfallback
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// This file holds the one redaction path of the package. Every error,
+// String method, log attribute and health field shows either a Target's
+// Redacted form (built from parsed parts, see buildPostgresURL) or text
+// passed through redactInput or scrubSecrets below.
+
+// maxShownInput caps how much of a rejected value an error repeats.
+const maxShownInput = 160
+
+// boundaryKeys are parameter names that end a masked secret value: a
+// password runs until one of these starts after a separator, so an
+// unescaped '&', ';' or space inside a password cannot expose its tail.
+var boundaryKeys = func() map[string]struct{} {
+	m := map[string]struct{}{}
+	for k := range knownKeyword {
+		m[k] = struct{}{}
+	}
+	for k := range foreignParams {
+		m[strings.ToLower(k)] = struct{}{}
+	}
+	for _, k := range []string{"ssl", "schema", "currentschema", "pgbouncer", "search_path", "mode", "cache",
+		"database", "server", "uid", "data source", "initial catalog", "encrypt", "applicationname",
+		"connecttimeout", "logintimeout", "targetservertype", "_busy_timeout", "_journal_mode", "_txlock"} {
+		m[k] = struct{}{}
+	}
+	return m
+}()
+
+// redactInput masks every place a password can hide in a raw, possibly
+// malformed connection string, then shortens it for display:
+//
+//   - URL user information: from the first ':' after "://" (or after the
+//     start when there is no scheme) to the last '@' in the whole value, so
+//     unescaped '@', '/', '#' or '?' in a password cannot split it;
+//   - without any '@', a non-numeric "port" (postgres://user:secret/db);
+//   - the value of password, sslpassword, _auth_pass, pwd and pass, in URL
+//     queries and keyword/value strings (key names percent-decoded), up to
+//     the next known parameter name or the end.
+//
+// It over-masks rather than under-masks: a mask may hide a harmless part.
+func redactInput(raw string) string {
+	mask := make([]bool, len(raw))
+	set := func(from, to int) {
+		for i := from; i < to && i < len(raw); i++ {
+			mask[i] = true
+		}
+	}
+	start := 0
+	if i := strings.Index(raw, "://"); i >= 0 && schemeBefore(raw, i) != "" {
+		start = i + 3
+		// A ':' before the scheme ("user: pw://…" or a YAML line, but not
+		// "jdbc:") may open the password: mask from there too.
+		prefix := raw[:i-len(schemeBefore(raw, i))]
+		if len(prefix) >= 5 && strings.EqualFold(prefix[len(prefix)-5:], "jdbc:") {
+			prefix = prefix[:len(prefix)-5]
+		}
+		if c := strings.IndexByte(prefix, ':'); c >= 0 {
+			if at := strings.LastIndexByte(raw, '@'); at > c {
+				set(c+1, at)
+			}
+		}
+	}
+	if at := strings.LastIndexByte(raw, '@'); at >= start && start > 0 && !knownSchemePrefix(raw) {
+		// An unknown scheme may be the front of a password ("user:" +
+		// "//secret@host"): hide all of the user information.
+		set(start, at)
+		if !plausibleTail(raw[at+1:]) {
+			set(at+1, len(raw))
+		}
+	} else if at >= start {
+		if c := strings.IndexByte(raw[start:at], ':'); c >= 0 {
+			set(start+c+1, at)
+			// The last '@' may sit inside the password (its own '@host'
+			// forgotten): then what follows it is password too, unless it
+			// reads as hosts, a database and parameters.
+			if !plausibleTail(raw[at+1:]) {
+				set(at+1, len(raw))
+			}
+		}
+	} else if start > 0 {
+		// No '@': what follows "name:" is a port, unless a password was
+		// written without its '@host'. Keep it only when it is a number and
+		// the rest reads as hosts, database and parameters.
+		end := len(raw)
+		if i := strings.IndexAny(raw[start:], "/?"); i >= 0 {
+			end = start + i
+		}
+		if c := strings.IndexByte(raw[start:end], ':'); c >= 0 {
+			port := raw[start+c+1 : end]
+			if j := strings.IndexByte(port, ','); j >= 0 {
+				port = port[:j]
+			}
+			if !isAllDigits(port) || !plausibleTail(raw[start:]) {
+				set(start+c+1, len(raw))
+			}
+		}
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '=' {
+			continue
+		}
+		k := i
+		for k > 0 && !isSeparator(raw[k-1]) {
+			k--
+		}
+		if !isSecretKey(strings.TrimSpace(lenientDecode(raw[k:i]))) {
+			continue
+		}
+		from := i + 1
+		for from < len(raw) && raw[from] == ' ' {
+			from++
+		}
+		to := secretValueEnd(raw, from)
+		set(from, to)
+	}
+
+	var b strings.Builder
+	for i := 0; i < len(raw); {
+		if mask[i] {
+			b.WriteString(redactedMask)
+			for i < len(raw) && mask[i] {
+				i++
+			}
+			continue
+		}
+		b.WriteByte(raw[i])
+		i++
+	}
+	out := b.String()
+	if len(out) > maxShownInput {
+		cut := maxShownInput
+		for cut > 0 && !utf8.RuneStart(out[cut]) {
+			cut--
+		}
+		out = out[:cut] + "…"
+	}
+	return out
+}
+
+func isSeparator(c byte) bool {
+	return c == '?' || c == '&' || c == ';' || c == ' ' || c == '\t' || c == '\'' || c == '"' || c == '\n'
+}
+
+// secretValueEnd finds where a secret value that starts at from ends: a
+// closing quote for a quoted value, otherwise the next separator that is
+// followed by a known parameter name and '=', or the end of the string.
+func secretValueEnd(s string, from int) int {
+	if from < len(s) && (s[from] == '\'' || s[from] == '"') {
+		// A quoted value ends at its closing quote, provided a known key
+		// (or the end) follows; otherwise the quoting is broken and the
+		// value may go on, so the scan below masks up to the next known key.
+		from = quotedValueEnd(s, from)
+		if from == len(s) {
+			return from
+		}
+	}
+	for i := from; i < len(s); i++ {
+		if !isSeparator(s[i]) {
+			continue
+		}
+		j := i + 1
+		for j < len(s) && s[j] == ' ' {
+			j++
+		}
+		eq := strings.IndexByte(s[j:], '=')
+		if eq < 0 {
+			continue
+		}
+		key := strings.ToLower(strings.TrimSpace(lenientDecode(s[j : j+eq])))
+		if _, ok := boundaryKeys[key]; ok {
+			return i
+		}
+	}
+	return len(s)
+}
+
+// quotedValueEnd returns the index just past the quote that closes the
+// value opening at s[from], honouring backslash escapes, or len(s).
+func quotedValueEnd(s string, from int) int {
+	q := s[from]
+	for i := from + 1; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case q:
+			return i + 1
+		}
+	}
+	return len(s)
+}
+
+// lenientDecode percent-decodes valid escapes and keeps the rest, so that
+// "pass%77ord" is recognised as a password key, as pgx recognises it.
+func lenientDecode(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			hi, ok1 := unhex(s[i+1])
+			lo, ok2 := unhex(s[i+2])
+			if ok1 && ok2 {
+				b.WriteByte(hi<<4 | lo)
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// minScrubLen is the shortest secret scrubSecrets replaces: shorter ones
+// match ordinary words and cannot be told apart from them.
+const minScrubLen = 4
+
+// scrubSecrets removes every occurrence of each secret (raw and
+// percent-encoded) from text, such as a driver's error message.
+func scrubSecrets(text string, secrets ...string) string {
+	for _, s := range secrets {
+		if len(s) < minScrubLen {
+			continue
+		}
+		text = strings.ReplaceAll(text, s, redactedMask)
+		if enc := escapeComponent(s); enc != s {
+			text = strings.ReplaceAll(text, enc, redactedMask)
+		}
+	}
+	return text
+}
+
+// plausibleTail reports whether s reads as what follows the user
+// information of a URL: hosts[:ports][/database][?name=value&…]. It is
+// structural only (a bad host or port is still a host or port): its job is
+// to notice password text, which rarely has that shape.
+func plausibleTail(s string) bool {
+	s = stripTemplates(s)
+	rest, query, hasQuery := strings.Cut(s, "?")
+	hosts, db, _ := strings.Cut(rest, "/")
+	if strings.ContainsAny(db, "@:") {
+		return false
+	}
+	for _, h := range strings.Split(hosts, ",") {
+		if strings.HasPrefix(h, "[") {
+			end := strings.IndexByte(h, ']')
+			if end < 0 {
+				h = "ipv6"
+			} else {
+				h = "ipv6" + h[end+1:]
+			}
+		}
+		if strings.Trim(h, "0123456789abcdefABCDEF:.") == "" {
+			continue // an unbracketed IPv6 address
+		}
+		name, port, _ := strings.Cut(h, ":")
+		if strings.ContainsAny(name, "@[]") || !isParamName("p"+port) && port != "" {
+			return false
+		}
+	}
+	if hasQuery {
+		for _, pair := range strings.Split(query, "&") {
+			k, _, ok := strings.Cut(pair, "=")
+			k = lenientDecode(k)
+			if pair != "" && (!isParamName(k) || !ok && !isKnownParam(k)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// stripTemplates replaces ${…}, {{…}} and <…> tokens with "T".
+func stripTemplates(s string) string {
+	for _, d := range [][2]string{{"${", "}"}, {"{{", "}}"}, {"<", ">"}} {
+		for {
+			i := strings.Index(s, d[0])
+			if i < 0 {
+				break
+			}
+			j := strings.Index(s[i+len(d[0]):], d[1])
+			if j < 0 {
+				break
+			}
+			s = s[:i] + "T" + s[i+len(d[0])+j+len(d[1]):]
+		}
+	}
+	return s
+}
+
+// knownSchemePrefix reports whether the scheme before the first "://" is one this package
+// names: a PostgreSQL or SQLite spelling, jdbc:, file:, or a database it
+// knows to be unsupported.
+func knownSchemePrefix(raw string) bool {
+	end := strings.Index(raw, "://")
+	if end < 0 {
+		return false
+	}
+	scheme := schemeBefore(raw, end)
+	if scheme == "" {
+		return false
+	}
+	base, _, _ := strings.Cut(strings.ToLower(scheme), "+")
+	_, unsupported := unsupportedSchemes[base]
+	return unsupported || isPostgresScheme(base) || base == "sqlite" || base == "sqlite3" || base == "jdbc" || base == "file"
+}
+
+func isSchemeByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.' || c == '_'
+}
+
+// schemeBefore returns the scheme that ends at raw[end] (where "://"
+// starts), or "" when the text there is not a scheme: a scheme is preceded
+// by the start, a quote, '=' or a space, or by "jdbc:". In "user:pw://@h"
+// the "pw" before "://" follows a ':' and is part of a password.
+func schemeBefore(raw string, end int) string {
+	begin := end
+	for begin > 0 && isSchemeByte(raw[begin-1]) {
+		begin--
+	}
+	if begin == end {
+		return ""
+	}
+	if begin > 0 {
+		switch raw[begin-1] {
+		case ':':
+			if begin < 5 || !strings.EqualFold(raw[begin-5:begin-1], "jdbc") {
+				return ""
+			}
+		case '"', '\'', '`', '=', ' ', '\t', '\ufeff' & 0xff:
+		default:
+			if raw[begin-1] < 0x80 {
+				return ""
+			}
+		}
+	}
+	return raw[begin:end]
+}
