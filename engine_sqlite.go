@@ -251,8 +251,14 @@ type gatedConn struct {
 
 func (c *gatedConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	if opts.ReadOnly {
-		// A deferred BEGIN: readers share the database in WAL mode.
+		// A deferred BEGIN: readers share the database in WAL mode and need
+		// no write lock. query_only makes SQLite refuse writes, as the
+		// caller asked.
+		if _, err := c.SQLiteConn.ExecContext(ctx, "PRAGMA query_only = 1", nil); err != nil {
+			return nil, err
+		}
 		if _, err := c.SQLiteConn.ExecContext(ctx, "BEGIN", nil); err != nil {
+			c.SQLiteConn.ExecContext(context.Background(), "PRAGMA query_only = 0", nil)
 			return nil, err
 		}
 		c.inTx = true
@@ -312,6 +318,9 @@ func (t *gatedTx) end(stmt string) error {
 	_, err := t.conn.SQLiteConn.ExecContext(context.Background(), stmt, nil)
 	if err != nil && stmt == "COMMIT" {
 		t.conn.SQLiteConn.ExecContext(context.Background(), "ROLLBACK", nil)
+	}
+	if _, qerr := t.conn.SQLiteConn.ExecContext(context.Background(), "PRAGMA query_only = 0", nil); qerr != nil && err == nil {
+		err = qerr
 	}
 	return err
 }

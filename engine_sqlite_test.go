@@ -135,7 +135,7 @@ func TestSQLiteConcurrentWriters(t *testing.T) {
 			require.NoError(t, err)
 			const writers, each = 64, 25
 			var failures atomic.Int64
-			var firstErr atomic.Value
+			var firstErr firstError
 			var wg sync.WaitGroup
 			for g := range writers {
 				wg.Add(1)
@@ -166,13 +166,13 @@ func TestSQLiteConcurrentWriters(t *testing.T) {
 						}()
 						if err != nil {
 							failures.Add(1)
-							firstErr.CompareAndSwap(nil, err)
+							firstErr.set(err)
 						}
 					}
 				}()
 			}
 			wg.Wait()
-			if v := firstErr.Load(); v != nil {
+			if v := firstErr.get(); v != nil {
 				t.Errorf("first error: %v", v)
 			}
 			assert.Zero(t, failures.Load(), "no writer sees an error")

@@ -2,8 +2,12 @@ package dbfallback_test
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -117,4 +121,100 @@ func ExampleOpen() {
 	// sqlite true false
 	// true
 	// 1 item
+}
+
+// openExample opens a DB on a SQLite file in a temporary directory, the way
+// a service without DATABASE_URL would.
+func openExample() (*dbfallback.DB, func()) {
+	dir, err := os.MkdirTemp("", "dbfallback-example-")
+	if err != nil {
+		panic(err)
+	}
+	db, err := dbfallback.Open(context.Background(),
+		dbfallback.WithLookupEnv(func(string) (string, bool) { return "", false }),
+		dbfallback.WithSQLitePath(filepath.Join(dir, "app.db")),
+		dbfallback.WithInit(func(ctx context.Context, db *dbfallback.DB) error {
+			_, err := db.ExecContext(ctx, `CREATE TABLE accounts (name TEXT PRIMARY KEY, balance INTEGER NOT NULL);
+				INSERT INTO accounts VALUES ('alice', 100), ('bob', 0)`)
+			return err
+		}))
+	if err != nil {
+		panic(err)
+	}
+	return db, func() { db.Close(); os.RemoveAll(dir) }
+}
+
+func ExampleDB_Tx() {
+	db, done := openExample()
+	defer done()
+	ctx := context.Background()
+
+	// Move 30 from alice to bob: both updates or neither. A busy database
+	// or a serialization failure makes Tx run the function again.
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
+		var balance int
+		if err := tx.QueryRowContext(ctx, "SELECT balance FROM accounts WHERE name = 'alice'").Scan(&balance); err != nil {
+			return err
+		}
+		if balance < 30 {
+			return errors.New("insufficient funds")
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE accounts SET balance = balance - 30 WHERE name = 'alice'"); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "UPDATE accounts SET balance = balance + 30 WHERE name = 'bob'")
+		return err
+	})
+	fmt.Println(err)
+
+	var alice, bob int
+	db.QueryRow("SELECT (SELECT balance FROM accounts WHERE name = 'alice'), (SELECT balance FROM accounts WHERE name = 'bob')").Scan(&alice, &bob)
+	fmt.Println(alice, bob)
+	// Output:
+	// <nil>
+	// 70 30
+}
+
+func ExampleMiddleware() {
+	db, done := openExample()
+	defer done()
+
+	balance := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, err := dbfallback.SessionFrom(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		var n int
+		if err := s.QueryRowContext(r.Context(), "SELECT balance FROM accounts WHERE name = ?", r.URL.Query().Get("name")).Scan(&n); err != nil {
+			http.Error(w, "no such account", http.StatusNotFound)
+			return
+		}
+		fmt.Fprintf(w, "%d\n", n)
+	})
+	h := dbfallback.Middleware(db)(balance)
+
+	for _, name := range []string{"alice", "carol"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/balance?name="+name, nil))
+		fmt.Print(rec.Code, " ", rec.Body.String())
+	}
+	fmt.Println("connections in use:", db.Stats().InUse)
+	// Output:
+	// 200 100
+	// 404 no such account
+	// connections in use: 0
+}
+
+func ExampleDB_HealthHandler() {
+	db, done := openExample()
+	defer done()
+
+	rec := httptest.NewRecorder()
+	db.HealthHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	var h dbfallback.Health
+	json.Unmarshal(rec.Body.Bytes(), &h)
+	fmt.Println(rec.Code, h.Status, h.Dialect, h.Fallback, h.Ephemeral, h.Reason)
+	// Output:
+	// 200 up sqlite true false no database URL configured
 }

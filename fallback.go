@@ -112,8 +112,8 @@ func (db *DB) Dialect() Dialect { return db.target.Dialect }
 func (db *DB) Fallback() bool { return db.fallback }
 
 // Reason explains, redacted, why the primary is not in use ("" when it
-// is), including anything the operator should know, such as a corrupt
-// SQLite file that was moved aside.
+// is) and why better SQLite locations were skipped, plus anything the
+// operator should know, such as a corrupt SQLite file that was moved aside.
 func (db *DB) Reason() string { return db.reason }
 
 // Ephemeral reports whether data may vanish when the process restarts: an
@@ -255,6 +255,17 @@ func newDB(o *options, r Resolution, e *engine, attempts []Attempt) *DB {
 			why = append(why, fmt.Sprintf("%s: %v", a.Target, a.Err))
 		}
 	}
+	if db.fallback && chosen.Dialect == SQLite {
+		// Say why better SQLite locations were passed over.
+		for _, p := range r.Paths {
+			if p.Chosen || (!chosen.Memory && p.Path == chosen.Path) {
+				break
+			}
+			if p.Err != nil {
+				why = append(why, fmt.Sprintf("SQLite location %s skipped: %v", p.Origin, p.Err))
+			}
+		}
+	}
 	if e.note != "" {
 		why = append(why, e.note)
 	}
@@ -278,7 +289,7 @@ func (db *DB) logOpen(took time.Duration) {
 		"fallback", db.fallback,
 		"ephemeral", db.ephemeral,
 		"attempts", len(db.attempts),
-		"took", took.Round(time.Millisecond),
+		"took", took.Round(time.Millisecond).String(),
 	}
 	if db.reason != "" {
 		attrs = append(attrs, "reason", db.reason)

@@ -6,10 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"reflect"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -110,12 +107,6 @@ func isTimeout(err error) bool {
 	}
 	var te interface{ Timeout() bool }
 	return errors.As(err, &te) && te.Timeout()
-}
-
-// isRefused reports a connection refused by the peer.
-func isRefused(err error) bool {
-	var oe *net.OpError
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &oe) && strings.Contains(oe.Error(), "refused")
 }
 
 // secretsOf lists the secrets of a target, to scrub from driver messages.

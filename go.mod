@@ -7,6 +7,7 @@ require (
 	github.com/mattn/go-sqlite3 v1.14.53
 	github.com/stretchr/testify v1.12.1
 	github.com/xo/dburl v0.58.0
+	go.uber.org/goleak v1.3.0
 )
 
 require (

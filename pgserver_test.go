@@ -22,12 +22,13 @@ import (
 // to die: initdb into a temporary directory, pg_ctl on a free loopback
 // port, run as the postgres user when the test runs as root.
 type pgServer struct {
-	tb      testing.TB
-	bin     string
-	dataDir string
-	sockDir string
-	port    int
-	cred    *syscall.Credential
+	tb       testing.TB
+	bin      string
+	dataDir  string
+	sockDir  string
+	port     int
+	cred     *syscall.Credential
+	maxConns int
 }
 
 // pgBinDir finds the newest PostgreSQL server binaries.
@@ -57,7 +58,7 @@ func startPGServer(tb testing.TB) *pgServer {
 	base, err := os.MkdirTemp("", "dbfallback-pg-")
 	require.NoError(tb, err)
 	tb.Cleanup(func() { os.RemoveAll(base) })
-	s := &pgServer{tb: tb, bin: bin, dataDir: filepath.Join(base, "data"), sockDir: base, port: freePort(tb)}
+	s := &pgServer{tb: tb, bin: bin, dataDir: filepath.Join(base, "data"), sockDir: base, port: freePort(tb), maxConns: 20}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		require.NoError(tb, err, "running as root needs the postgres user to own the server")
@@ -85,7 +86,8 @@ func (s *pgServer) run(name string, args ...string) {
 // start starts the server and waits until it accepts connections.
 func (s *pgServer) start() {
 	s.tb.Helper()
-	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -c port=%d -c unix_socket_directories=%s -c fsync=off -c max_connections=20", s.port, s.sockDir)
+	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -c port=%d -c unix_socket_directories=%s -c fsync=off -c max_connections=%d -c superuser_reserved_connections=1",
+		s.port, s.sockDir, s.maxConns)
 	s.run("pg_ctl", "-D", s.dataDir, "-o", opts, "-l", filepath.Join(s.sockDir, "log"), "-w", "-t", "30", "start")
 }
 
@@ -100,18 +102,6 @@ func (s *pgServer) stop(mode string) {
 // url is the server's URL for the postgres superuser.
 func (s *pgServer) url() string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", s.port)
-}
-
-// exec runs SQL as the superuser.
-func (s *pgServer) exec(query string) {
-	s.tb.Helper()
-	db, err := sql.Open("pgx", s.url())
-	require.NoError(s.tb, err)
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err = db.ExecContext(ctx, query)
-	require.NoError(s.tb, err)
 }
 
 // freePort returns a loopback TCP port nobody listens on (now).
@@ -150,4 +140,24 @@ func silentListener(tb testing.TB) int {
 		}
 	})
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// exec runs SQL on the server as the superuser.
+func (s *pgServer) exec(query string) {
+	s.tb.Helper()
+	db, err := sql.Open("pgx", s.url())
+	require.NoError(s.tb, err)
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = db.ExecContext(ctx, query)
+	require.NoError(s.tb, err)
+}
+
+// restart stops the server and starts it again with maxConns connections.
+func (s *pgServer) restart(maxConns int) {
+	s.tb.Helper()
+	s.stop("fast")
+	s.maxConns = maxConns
+	s.start()
 }

@@ -178,6 +178,13 @@ func Validate(raw string) (Target, error) {
 	if err != nil {
 		return Target{}, err
 	}
+	// Percent-encoding can triple a value: the canonical DSN must stay
+	// within the limit too, so that it validates again.
+	if len(s) > maxInputLen/3 && len(t.DSN()) > maxInputLen {
+		return Target{}, &ValidationError{Code: CodeTooLong,
+			Reason: fmt.Sprintf("the value encodes to %d bytes; a database URL is at most %d", len(t.DSN()), maxInputLen),
+			Hint:   "set the variable to the connection URL alone, not the contents of a file"}
+	}
 	t.Notes = v.notes
 	return t, nil
 }
@@ -191,6 +198,7 @@ type validation struct {
 	validHost string // the last host checkHost accepted, to skip re-checks
 
 	templateChars bool // the cleaned value holds '$', '{' or '<'
+	unquoted      bool // clean removed a pair of quotes
 }
 
 func (v *validation) note(format string, args ...any) {
@@ -246,15 +254,17 @@ func (v *validation) clean(s string) (string, error) {
 	}
 	control := false
 	for i := 0; i < len(s); i++ {
-		// ASCII controls, DEL, and the C1 controls (U+0080–U+009F, encoded
-		// 0xC2 0x80–0x9F); the input is valid UTF-8 by now.
-		switch c := s[i]; {
-		case c == 0:
+		k := byteClass[s[i]]
+		if k == 0 {
+			continue
+		}
+		switch {
+		case k == classNUL:
 			return "", v.fail(CodeNUL, "the value contains a NUL byte",
 				"re-copy the URL as plain text; a NUL byte cannot appear in a connection string")
-		case c < 0x20 || c == 0x7f || c == 0xc2 && i+1 < len(s) && s[i+1] < 0xa0:
+		case k == classControl || k == classC2 && i+1 < len(s) && s[i+1] < 0xa0:
 			control = true
-		case c == '$' || c == '{' || c == '<':
+		case k == classTemplate:
 			v.templateChars = true
 		}
 	}
@@ -277,6 +287,7 @@ func (v *validation) unquote(s string) (string, error) {
 	for _, q := range smartQuotes {
 		if strings.HasPrefix(s, q[0]) && strings.HasSuffix(s, q[1]) && len(s) >= len(q[0])+len(q[1]) {
 			v.note("removed surrounding typographic quotes")
+			v.unquoted = true
 			return trimSpaceAndBOM(s[len(q[0]) : len(s)-len(q[1])]), nil
 		}
 	}
@@ -286,6 +297,7 @@ func (v *validation) unquote(s string) (string, error) {
 	case isQuote(first) && len(s) >= 2 && last == first:
 		inner := s[1 : len(s)-1]
 		v.note("removed surrounding %s quotes", quoteName(first))
+		v.unquoted = true
 		trimmed := trimSpaceAndBOM(inner)
 		if trimmed != inner {
 			v.note("removed whitespace inside the quotes")
@@ -317,8 +329,11 @@ func quoteName(c byte) string {
 
 // classify dispatches on the form of s: URL scheme, keyword/value or path.
 func (v *validation) classify(s string) (Target, error) {
-	if err := v.checkPasted(s); err != nil {
-		return Target{}, err
+	if v.unquoted {
+		// clean checked the value before removing the quotes; check inside.
+		if err := v.checkPasted(s); err != nil {
+			return Target{}, err
+		}
 	}
 	if v.templateChars {
 		if err := v.checkTemplates(s); err != nil {
@@ -738,3 +753,22 @@ func squash(buf *[40]byte, s string) []byte {
 // isPlainEdge reports an ASCII byte that is neither space nor control, so
 // trimming cannot start there.
 func isPlainEdge(c byte) bool { return c > ' ' && c < 0x7f }
+
+// Byte classes for clean's single pass: ASCII controls and DEL, NUL, the
+// lead byte of the C1 controls (U+0080–U+009F are 0xC2 0x80–0x9F in UTF-8;
+// the input is valid UTF-8 by then), and the characters templates use.
+const (
+	classControl = 1 + iota
+	classNUL
+	classC2
+	classTemplate
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := 0; c < 0x20; c++ {
+		t[c] = classControl
+	}
+	t[0], t[0x7f], t[0xc2] = classNUL, classControl, classC2
+	t['$'], t['{'], t['<'] = classTemplate, classTemplate, classTemplate
+	return t
+}()

@@ -213,13 +213,14 @@ func buildSQLiteDSN(t Target, redact bool) string {
 }
 
 // escapeSQLitePath escapes the characters a SQLite URI path cannot hold raw,
-// and every non-ASCII byte so that the DSN is valid UTF-8 whatever the path.
+// quotes (so that no DSN looks quoted) and every non-ASCII byte (so that
+// the DSN is valid UTF-8 whatever the path).
 func escapeSQLitePath(p string) string {
 	const hexDigits = "0123456789ABCDEF"
 	var b strings.Builder
 	for i := 0; i < len(p); i++ {
 		c := p[i]
-		if c <= ' ' || c == '%' || c == '?' || c == '#' || c >= 0x7f {
+		if c <= ' ' || c == '%' || c == '?' || c == '#' || c == '"' || c == '\'' || c == '`' || c >= 0x7f {
 			b.WriteByte('%')
 			b.WriteByte(hexDigits[c>>4])
 			b.WriteByte(hexDigits[c&15])
