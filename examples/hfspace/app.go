@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/dbfallback/dbfallback"
+)
+
+// app holds the server's state. The database opens in the background:
+// until it does, db is nil and the API answers 503.
+type app struct {
+	logger *slog.Logger
+	lookup func(string) (string, bool)
+	db     atomic.Pointer[dbfallback.DB]
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func newApp(logger *slog.Logger, lookup func(string) (string, bool)) *app {
+	return &app{logger: logger, lookup: lookup}
+}
+
+// open opens the database with dbfallback. With the default strategy it
+// fails only when ctx ends (the server is shutting down).
+func (a *app) open(ctx context.Context) {
+	db, err := dbfallback.Open(ctx,
+		dbfallback.WithLookupEnv(a.lookup),
+		dbfallback.WithLogger(a.logger),
+		dbfallback.WithSQLiteName("notes.db"),
+		dbfallback.WithInit(createSchema))
+	if err != nil {
+		a.logger.Error("hfspace: no database", "error", err.Error())
+		return
+	}
+	a.db.Store(db)
+}
+
+// close closes the database if it opened; safe to call more than once.
+func (a *app) close() error {
+	a.closeOnce.Do(func() {
+		if db := a.db.Load(); db != nil {
+			a.closeErr = db.Close()
+		}
+	})
+	return a.closeErr
+}
+
+func (a *app) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		db := a.db.Load()
+		if db == nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
+			return
+		}
+		db.HealthHandler().ServeHTTP(w, r)
+	})
+	mux.HandleFunc("GET /{$}", a.page)
+	mux.Handle("/api/notes", a.api(a.notes))
+	mux.Handle("/api/notes/{id}", a.api(a.note))
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
+	})
+	return securityHeaders(mux)
+}
+
+// api wraps an API handler: 503 until the database is open, then a
+// per-request session from dbfallback.Middleware, and a JSON 500 (never a
+// stack trace) when the handler panics.
+func (a *app) api(h func(w http.ResponseWriter, r *http.Request, db *dbfallback.DB)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		db := a.db.Load()
+		if db == nil {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "starting", "the database is not open yet; retry shortly")
+			return
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				a.logger.Error("hfspace: handler panic", "path", r.URL.Path, "panic", p)
+				writeError(w, http.StatusInternalServerError, "internal", "internal error")
+			}
+		}()
+		dbfallback.Middleware(db)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h(w, r, db)
+		})).ServeHTTP(w, r)
+	})
+}
+
+// internal logs err and answers 500 without details.
+func (a *app) internal(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) {
+		return // the client went away
+	}
+	a.logger.Error("hfspace: request failed", "path", r.URL.Path, "error", err.Error())
+	writeError(w, http.StatusInternalServerError, "internal", "internal error")
+}
+
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
+}
