@@ -174,6 +174,14 @@ func notSQLite(path string) (string, error) {
 	if n < len(hdr) {
 		return "a truncated SQLite database", nil
 	}
+	// A crash can leave the file shorter than its header says while a
+	// write-ahead log or hot journal still holds the pages: SQLite recovers
+	// those, so the size check below applies only without one.
+	for _, side := range []string{"-wal", "-journal"} {
+		if st, err := os.Stat(path + side); err == nil && st.Size() > 0 {
+			return "", nil
+		}
+	}
 	// The header records the page size (offset 16, 1 meaning 65536) and,
 	// when valid, the page count (offset 28): a shorter file lost pages.
 	pageSize := int64(binary.BigEndian.Uint16(hdr[16:18]))

@@ -217,3 +217,26 @@ func TestSQLiteReadOnlyTxDoesNotTakeTheWriteLock(t *testing.T) {
 	_, err = r.Exec("SELECT 1")
 	assert.True(t, errors.Is(err, sql.ErrTxDone))
 }
+
+// TestSQLiteShortFileWithWALIsNotCorrupt: a crash during a checkpoint can
+// leave the main file shorter than its header says while the WAL holds the
+// pages; such a file must be opened (SQLite recovers it), not moved aside.
+func TestSQLiteShortFileWithWALIsNotCorrupt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.db")
+	db, err := sql.Open("sqlite3", path)
+	require.NoError(t, err)
+	_, err = db.Exec("CREATE TABLE t(x); INSERT INTO t VALUES (1)")
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	data[28], data[29], data[30], data[31] = 0, 0, 1, 0 // claim 256 pages
+	require.NoError(t, os.WriteFile(path, data, 0o600))
+	why, err := notSQLite(path)
+	require.NoError(t, err)
+	assert.Equal(t, "a truncated SQLite database", why, "without a WAL the file lost pages")
+	require.NoError(t, os.WriteFile(path+"-wal", []byte("wal frames"), 0o600))
+	why, err = notSQLite(path)
+	require.NoError(t, err)
+	assert.Empty(t, why, "with a WAL, SQLite recovers the pages")
+}
