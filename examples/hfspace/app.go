@@ -73,10 +73,10 @@ func (a *app) routes() http.Handler {
 	return securityHeaders(mux)
 }
 
-// api wraps an API handler: 503 until the database is open, then a
-// per-request session from dbfallback.Middleware, and a JSON 500 (never a
+// api wraps an API handler: 503 until the database is open, then the
+// request's session from dbfallback.Middleware, and a JSON 500 (never a
 // stack trace) when the handler panics.
-func (a *app) api(h func(w http.ResponseWriter, r *http.Request, db *dbfallback.DB)) http.Handler {
+func (a *app) api(h func(w http.ResponseWriter, r *http.Request, s *dbfallback.Session)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		db := a.db.Load()
 		if db == nil {
@@ -94,7 +94,12 @@ func (a *app) api(h func(w http.ResponseWriter, r *http.Request, db *dbfallback.
 			}
 		}()
 		dbfallback.Middleware(db)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h(w, r, db)
+			s, err := dbfallback.SessionFrom(r.Context())
+			if err != nil {
+				a.internal(w, r, err)
+				return
+			}
+			h(w, r, s)
 		})).ServeHTTP(w, r)
 	})
 }

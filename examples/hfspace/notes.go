@@ -58,12 +58,7 @@ func createSchema(ctx context.Context, db *dbfallback.DB) error {
 }
 
 // notes serves /api/notes.
-func (a *app) notes(w http.ResponseWriter, r *http.Request, db *dbfallback.DB) {
-	s, err := dbfallback.SessionFrom(r.Context())
-	if err != nil {
-		a.internal(w, r, err)
-		return
-	}
+func (a *app) notes(w http.ResponseWriter, r *http.Request, s *dbfallback.Session) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		limit := defaultLimit
@@ -104,15 +99,10 @@ func (a *app) notes(w http.ResponseWriter, r *http.Request, db *dbfallback.DB) {
 }
 
 // note serves /api/notes/{id}.
-func (a *app) note(w http.ResponseWriter, r *http.Request, db *dbfallback.DB) {
+func (a *app) note(w http.ResponseWriter, r *http.Request, s *dbfallback.Session) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id < 1 {
 		writeError(w, http.StatusBadRequest, "bad_id", "the id must be a positive whole number")
-		return
-	}
-	s, err := dbfallback.SessionFrom(r.Context())
-	if err != nil {
-		a.internal(w, r, err)
 		return
 	}
 	switch r.Method {
