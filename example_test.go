@@ -29,7 +29,7 @@ func ExampleValidate() {
 	// Output:
 	// postgres://app:xxxxx@db.example.com:5432/shop?default_query_exec_mode=exec
 	// note: removed surrounding double quotes
-	// note: the password contains unescaped '#'; it was percent-encoded
+	// note: the password contains unescaped '#' (as %23); it was percent-encoded
 	// note: translated Prisma's pgbouncer=true to default_query_exec_mode=exec (no named prepared statements)
 }
 

@@ -55,6 +55,7 @@ func (s builtin) Candidates(r Resolution) []Target {
 	return out
 }
 
+// String returns the strategy's name, for logs.
 func (s builtin) String() string {
 	switch s {
 	case PreferPrimary:
@@ -199,7 +200,6 @@ func Open(ctx context.Context, opts ...Option) (*DB, error) {
 func tryCandidate(ctx context.Context, o *options, r Resolution, t Target) (*engine, Attempt) {
 	a := Attempt{Target: t}
 	start := time.Now()
-	defer func() { a.Duration = time.Since(start) }()
 	isPrimary := !r.Primary.IsZero() && sameTarget(t, r.Primary)
 	deadline := start.Add(o.primaryWait)
 	backoff := 250 * time.Millisecond
@@ -218,6 +218,7 @@ func tryCandidate(ctx context.Context, o *options, r Resolution, t Target) (*eng
 		}
 		if !sleepCtx(ctx, jitter(backoff)) {
 			a.Err = err
+			a.Duration = time.Since(start)
 			return nil, a
 		}
 		backoff = min(backoff*2, 5*time.Second)

@@ -106,10 +106,12 @@ type TxError struct {
 	Err error
 }
 
+// Error says how many attempts ran and why the last one failed.
 func (e *TxError) Error() string {
 	return fmt.Sprintf("dbfallback: transaction failed after %d attempts: %v", e.Attempts, e.Err)
 }
 
+// Unwrap returns the last attempt's error.
 func (e *TxError) Unwrap() error { return e.Err }
 
 // IsRetryable reports a conflict that running the transaction again can

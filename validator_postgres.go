@@ -354,7 +354,7 @@ func reservedIn(s string) string {
 	var found []string
 	for _, c := range "@#/?:[]" {
 		if strings.ContainsRune(s, c) {
-			found = append(found, "'"+string(c)+"'")
+			found = append(found, fmt.Sprintf("'%c' (as %%%02X)", c, c))
 		}
 	}
 	return strings.Join(found, ", ")
