@@ -638,7 +638,7 @@ func validHost(name string) bool {
 	}
 	if strings.IndexByte(name, ':') >= 0 {
 		a, err := netip.ParseAddr(name)
-		return err == nil && a.Is6()
+		return err == nil && a.Is6() && (a.Zone() == "" || isParamName(a.Zone()))
 	}
 	allDigits := true
 	for i := 0; i < len(name); i++ {

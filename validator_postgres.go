@@ -186,9 +186,9 @@ func (v *validation) parseURLParts(userinfo string, hasUserinfo bool, after stri
 				return p, v.fail(CodeBadHost, "the bracketed IPv6 address is empty or badly escaped",
 					"write an IPv6 host as [2001:db8::1]:5432; a zone is written %25eth0")
 			}
-			if a, err := netip.ParseAddr(h); err != nil || !a.Is6() {
-				return p, v.fail(CodeBadHost, "the text in brackets is not an IPv6 address",
-					"write an IPv6 host as [2001:db8::1]:5432")
+			if a, err := netip.ParseAddr(h); err != nil || !a.Is6() || !isParamName("z"+a.Zone()) {
+				return p, v.fail(CodeBadHost, "the text in brackets is not an IPv6 address (with an interface name as zone)",
+					"write an IPv6 host as [2001:db8::1]:5432, or [fe80::1%25eth0]:5432 with a zone")
 			}
 			host = h
 			s = s[end+1:]
@@ -954,8 +954,13 @@ func buildPostgresURL(t Target, redact bool) string {
 				b.WriteByte(',')
 			}
 			if strings.IndexByte(h.Name, ':') >= 0 {
+				addr, zone, hasZone := strings.Cut(h.Name, "%")
 				b.WriteByte('[')
-				b.WriteString(strings.ReplaceAll(h.Name, "%", "%25"))
+				b.WriteString(addr)
+				if hasZone {
+					b.WriteString("%25")
+					writeEscaped(&b, zone)
+				}
 				b.WriteByte(']')
 			} else {
 				b.WriteString(h.Name)
