@@ -130,11 +130,11 @@ func resolve(ctx context.Context, o *options) (Resolution, error) {
 	for i := range r.Paths {
 		if r.Paths[i].Err == nil {
 			r.Paths[i].Chosen = true
-			r.Fallbacks = append(r.Fallbacks, sqliteFileTarget(r.Paths[i].Path))
+			r.Fallbacks = append(r.Fallbacks, sqliteTarget(r.Paths[i].Path, false, nil))
 			break
 		}
 	}
-	r.Fallbacks = append(r.Fallbacks, memoryTarget())
+	r.Fallbacks = append(r.Fallbacks, sqliteTarget("", true, nil))
 	return r, ctx.Err()
 }
 
@@ -428,16 +428,6 @@ func unwrapPathError(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-func sqliteFileTarget(path string) Target {
-	t := Target{Dialect: SQLite, Path: path}
-	return t
-}
-
-func memoryTarget() Target {
-	t := Target{Dialect: SQLite, Memory: true}
-	return t
 }
 
 // parseSeconds reads a libpq timeout: whole seconds, where 1 means 2.

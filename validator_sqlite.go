@@ -96,12 +96,20 @@ func (v *validation) sqliteMemory(name, query string) (Target, error) {
 	if err != nil {
 		return Target{}, err
 	}
-	delete(params, "mode")
-	t := Target{Dialect: SQLite, Memory: true, Path: name}
+	return sqliteTarget(name, true, params), nil
+}
+
+// sqliteTarget builds a SQLite target; mode=memory is implied by memory
+// and dropped from the parameters.
+func sqliteTarget(path string, memory bool, params map[string]string) Target {
+	if memory {
+		delete(params, "mode")
+	}
+	t := Target{Dialect: SQLite, Path: path, Memory: memory}
 	if len(params) > 0 {
 		t.Params = params
 	}
-	return t, nil
+	return t
 }
 
 // sqlitePath validates a (still percent-encoded) file path and its query.
@@ -123,17 +131,11 @@ func (v *validation) sqlitePath(rawPath, query string) (Target, error) {
 		delete(params, "uri")
 		path = strings.TrimPrefix(path, "file:")
 	}
-	if path == ":memory:" && params["mode"] == "" {
-		return v.sqliteMemory("", query)
-	}
 	switch {
+	case path == ":memory:" && params["mode"] == "":
+		return sqliteTarget("", true, params), nil
 	case params["mode"] == "memory":
-		delete(params, "mode")
-		t := Target{Dialect: SQLite, Memory: true, Path: path}
-		if len(params) > 0 {
-			t.Params = params
-		}
-		return t, nil
+		return sqliteTarget(path, true, params), nil
 	case componentPlaceholder(path) || strings.HasPrefix(path, "$"):
 		return Target{}, v.fail(CodePlaceholder, "the SQLite path is a template placeholder",
 			"replace it with the real path, for example ./data/app.db")
@@ -144,11 +146,7 @@ func (v *validation) sqlitePath(rawPath, query string) (Target, error) {
 		return Target{}, v.fail(CodeBadPath, "the SQLite path starts with ~, which is not expanded",
 			"use an absolute path or one relative to the working directory")
 	}
-	t := Target{Dialect: SQLite, Path: path}
-	if len(params) > 0 {
-		t.Params = params
-	}
-	return t, nil
+	return sqliteTarget(path, false, params), nil
 }
 
 // pythonSQLiteParams are SQLAlchemy/sqlite3-module arguments that mean
