@@ -77,7 +77,7 @@ func (a *app) notes(w http.ResponseWriter, r *http.Request, s *dbfallback.Sessio
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"notes": list})
 	case http.MethodPost:
-		in, ok := readInput(w, r, true)
+		in, ok := readInput(w, r)
 		if !ok {
 			return
 		}
@@ -118,19 +118,13 @@ func (a *app) note(w http.ResponseWriter, r *http.Request, s *dbfallback.Session
 		}
 		writeJSON(w, http.StatusOK, n)
 	case http.MethodPut:
-		in, ok := readInput(w, r, true)
+		in, ok := readInput(w, r)
 		if !ok {
 			return
 		}
 		now := time.Now().UTC().Format(time.RFC3339Nano)
-		res, err := s.ExecContext(r.Context(), "UPDATE notes SET title = $1, body = $2, updated_at = $3 WHERE id = $4",
-			*in.Title, deref(in.Body), now, id)
-		if err != nil {
-			a.internal(w, r, err)
-			return
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			writeError(w, http.StatusNotFound, "not_found", "no note with that id")
+		if !a.changeOne(w, r, s, "UPDATE notes SET title = $1, body = $2, updated_at = $3 WHERE id = $4",
+			*in.Title, deref(in.Body), now, id) {
 			return
 		}
 		n, err := getNote(r.Context(), s, id)
@@ -140,20 +134,28 @@ func (a *app) note(w http.ResponseWriter, r *http.Request, s *dbfallback.Session
 		}
 		writeJSON(w, http.StatusOK, n)
 	case http.MethodDelete:
-		res, err := s.ExecContext(r.Context(), "DELETE FROM notes WHERE id = $1", id)
-		if err != nil {
-			a.internal(w, r, err)
-			return
+		if a.changeOne(w, r, s, "DELETE FROM notes WHERE id = $1", id) {
+			w.WriteHeader(http.StatusNoContent)
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			writeError(w, http.StatusNotFound, "not_found", "no note with that id")
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
 	default:
 		w.Header().Set("Allow", "GET, HEAD, PUT, DELETE")
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET, PUT or DELETE")
 	}
+}
+
+// changeOne runs a statement that should change one note, and answers the
+// client itself (500, or 404 when no note matched) when it did not.
+func (a *app) changeOne(w http.ResponseWriter, r *http.Request, s *dbfallback.Session, query string, args ...any) bool {
+	res, err := s.ExecContext(r.Context(), query, args...)
+	if err != nil {
+		a.internal(w, r, err)
+		return false
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		writeError(w, http.StatusNotFound, "not_found", "no note with that id")
+		return false
+	}
+	return true
 }
 
 // querier is what the note queries need: a *dbfallback.Session in a
@@ -189,7 +191,7 @@ func getNote(ctx context.Context, q querier, id int64) (note, error) {
 
 // readInput decodes and checks a note from the request body, answering the
 // client itself (4xx JSON) when it cannot.
-func readInput(w http.ResponseWriter, r *http.Request, titleRequired bool) (noteInput, bool) {
+func readInput(w http.ResponseWriter, r *http.Request) (noteInput, bool) {
 	var in noteInput
 	// JSON, or no type, or curl's default for -d: anything else is refused.
 	if ct := r.Header.Get("Content-Type"); ct != "" {
@@ -218,13 +220,13 @@ func readInput(w http.ResponseWriter, r *http.Request, titleRequired bool) (note
 		return in, false
 	}
 	switch {
-	case titleRequired && (in.Title == nil || strings.TrimSpace(*in.Title) == ""):
+	case in.Title == nil || strings.TrimSpace(*in.Title) == "":
 		writeError(w, http.StatusUnprocessableEntity, "missing_title", "title is required")
-	case in.Title != nil && utf8.RuneCountInString(*in.Title) > maxTitle:
+	case utf8.RuneCountInString(*in.Title) > maxTitle:
 		writeError(w, http.StatusUnprocessableEntity, "title_too_long", fmt.Sprintf("title is longer than %d characters", maxTitle))
 	case in.Body != nil && utf8.RuneCountInString(*in.Body) > maxNoteBody:
 		writeError(w, http.StatusUnprocessableEntity, "body_too_long", fmt.Sprintf("body is longer than %d characters", maxNoteBody))
-	case in.Title != nil && !utf8.ValidString(*in.Title), in.Body != nil && !utf8.ValidString(*in.Body):
+	case !utf8.ValidString(*in.Title), in.Body != nil && !utf8.ValidString(*in.Body):
 		writeError(w, http.StatusUnprocessableEntity, "bad_text", "text must be valid UTF-8")
 	default:
 		return in, true
