@@ -89,9 +89,6 @@ func openPostgres(ctx context.Context, o *options, r Resolution, t Target, timeo
 	if o.lookupFunc != nil {
 		cfg.LookupFunc = o.lookupFunc
 	}
-	if o.dialFunc != nil {
-		cfg.DialFunc = o.dialFunc
-	}
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = applicationName(r)
 	}

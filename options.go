@@ -35,7 +35,6 @@ type options struct {
 	dataDir    string                  // Hugging Face persistent storage mount
 	fsType     func(dir string) string // filesystem kind of dir ("" when local)
 	lookupFunc pgconn.LookupFunc       // DNS resolution for PostgreSQL hosts
-	dialFunc   pgconn.DialFunc         // TCP dialer for PostgreSQL
 	now        func() time.Time        // clock for corrupt-file names
 }
 
