@@ -198,7 +198,6 @@ type validation struct {
 	validHost string // the last host checkHost accepted, to skip re-checks
 
 	templateChars bool // the cleaned value holds '$', '{' or '<'
-	unquoted      bool // clean removed a pair of quotes
 }
 
 func (v *validation) note(format string, args ...any) {
@@ -244,6 +243,7 @@ func (v *validation) clean(s string) (string, error) {
 	if err := v.checkPasted(s); err != nil {
 		return "", err
 	}
+	quoted := s
 	s, err := v.unquote(s)
 	if err != nil {
 		return "", err
@@ -272,6 +272,12 @@ func (v *validation) clean(s string) (string, error) {
 		return "", v.fail(CodeControlChar, "the value contains a control character (a line break or tab inside it?)",
 			"set the variable to a single line holding only the URL")
 	}
+	if s != quoted {
+		// Quotes came off: what they held may be a pasted line too.
+		if err := v.checkPasted(s); err != nil {
+			return "", err
+		}
+	}
 	return s, nil
 }
 
@@ -287,7 +293,6 @@ func (v *validation) unquote(s string) (string, error) {
 	for _, q := range smartQuotes {
 		if strings.HasPrefix(s, q[0]) && strings.HasSuffix(s, q[1]) && len(s) >= len(q[0])+len(q[1]) {
 			v.note("removed surrounding typographic quotes")
-			v.unquoted = true
 			return trimSpaceAndBOM(s[len(q[0]) : len(s)-len(q[1])]), nil
 		}
 	}
@@ -297,7 +302,6 @@ func (v *validation) unquote(s string) (string, error) {
 	case isQuote(first) && len(s) >= 2 && last == first:
 		inner := s[1 : len(s)-1]
 		v.note("removed surrounding %s quotes", quoteName(first))
-		v.unquoted = true
 		trimmed := trimSpaceAndBOM(inner)
 		if trimmed != inner {
 			v.note("removed whitespace inside the quotes")
@@ -329,12 +333,6 @@ func quoteName(c byte) string {
 
 // classify dispatches on the form of s: URL scheme, keyword/value or path.
 func (v *validation) classify(s string) (Target, error) {
-	if v.unquoted {
-		// clean checked the value before removing the quotes; check inside.
-		if err := v.checkPasted(s); err != nil {
-			return Target{}, err
-		}
-	}
 	if v.templateChars {
 		if err := v.checkTemplates(s); err != nil {
 			return Target{}, err
