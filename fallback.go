@@ -211,12 +211,9 @@ func tryCandidate(ctx context.Context, o *options, r Resolution, t Target) (*eng
 			return e, a
 		}
 		err = describeFailure(r, t, err)
-		if !isPrimary || IsPermanent(err) || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
-			a.Err = err
-			a.Duration = time.Since(start)
-			return nil, a
-		}
-		if !sleepCtx(ctx, jitter(backoff)) {
+		// Retry a transient failure of the primary after a backoff that
+		// ends before the deadline and is cut short when ctx is done.
+		if !isPrimary || IsPermanent(err) || time.Now().Add(backoff).After(deadline) || !sleepCtx(ctx, jitter(backoff)) {
 			a.Err = err
 			a.Duration = time.Since(start)
 			return nil, a

@@ -66,10 +66,8 @@ func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error, opts ...TxOption) 
 		if !IsRetryable(err) {
 			return err
 		}
-		if attempt == o.attempts || ctx.Err() != nil {
-			return &TxError{Attempts: attempt, Err: err}
-		}
-		if !sleepCtx(ctx, jitter(backoff)) {
+		// sleepCtx gives up at once when ctx is done.
+		if attempt == o.attempts || !sleepCtx(ctx, jitter(backoff)) {
 			return &TxError{Attempts: attempt, Err: err}
 		}
 		backoff = min(backoff*2, 200*time.Millisecond)
