@@ -25,8 +25,6 @@ func TestSpaceCrashUnderLoad(t *testing.T) {
 	port := freePort(t)
 	acked := map[int64]bool{}
 	var lastAcked []int64
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	rng2 := func(n int) int { return int(time.Now().UnixNano() % int64(n)) }
 	const rounds = 20
 	for round := range rounds {
 		s := startSpace(t, port, "SQLITE_PATH="+path)
@@ -58,14 +56,14 @@ func TestSpaceCrashUnderLoad(t *testing.T) {
 						if len(lastAcked) < 64 {
 							lastAcked = append(lastAcked, n.ID)
 						} else {
-							lastAcked[rng2(len(lastAcked))] = n.ID
+							lastAcked[rand.IntN(len(lastAcked))] = n.ID
 						}
 						mu.Unlock()
 					}
 				}
 			}()
 		}
-		time.Sleep(time.Duration(50+rng.IntN(200)) * time.Millisecond)
+		time.Sleep(time.Duration(50+rand.IntN(200)) * time.Millisecond)
 		require.NoError(t, s.cmd.Process.Signal(syscall.SIGKILL))
 		<-s.exited
 		cancel()

@@ -165,16 +165,26 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+// noteColumns are the columns scanNote reads, in its order.
+const noteColumns = "id, title, body, created_at, updated_at"
+
+// scanNote reads one row of noteColumns.
+func scanNote(row interface{ Scan(dest ...any) error }) (note, error) {
+	var n note
+	err := row.Scan(&n.ID, &n.Title, &n.Body, &n.CreatedAt, &n.UpdatedAt)
+	return n, err
+}
+
 func listNotes(ctx context.Context, q querier, limit int) ([]note, error) {
-	rows, err := q.QueryContext(ctx, "SELECT id, title, body, created_at, updated_at FROM notes ORDER BY id DESC LIMIT $1", limit)
+	rows, err := q.QueryContext(ctx, "SELECT "+noteColumns+" FROM notes ORDER BY id DESC LIMIT $1", limit)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	list := []note{}
 	for rows.Next() {
-		var n note
-		if err := rows.Scan(&n.ID, &n.Title, &n.Body, &n.CreatedAt, &n.UpdatedAt); err != nil {
+		n, err := scanNote(rows)
+		if err != nil {
 			return nil, err
 		}
 		list = append(list, n)
@@ -183,10 +193,7 @@ func listNotes(ctx context.Context, q querier, limit int) ([]note, error) {
 }
 
 func getNote(ctx context.Context, q querier, id int64) (note, error) {
-	var n note
-	err := q.QueryRowContext(ctx, "SELECT id, title, body, created_at, updated_at FROM notes WHERE id = $1", id).
-		Scan(&n.ID, &n.Title, &n.Body, &n.CreatedAt, &n.UpdatedAt)
-	return n, err
+	return scanNote(q.QueryRowContext(ctx, "SELECT "+noteColumns+" FROM notes WHERE id = $1", id))
 }
 
 // readInput decodes and checks a note from the request body, answering the

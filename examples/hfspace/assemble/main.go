@@ -78,14 +78,13 @@ func assemble(root, out string) error {
 	}
 	// The server: its Go files (no tests), Dockerfile, README, ignore file.
 	if err := copyFiles(example, out, func(name string) bool {
-		return (strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go")) ||
-			name == "Dockerfile" || name == "README.md" || name == ".dockerignore"
+		return isSource(name) || name == "Dockerfile" || name == "README.md" || name == ".dockerignore"
 	}); err != nil {
 		return err
 	}
 	// The library: its Go files (no tests, no examples) and license.
 	if err := copyFiles(root, filepath.Join(out, "dbfallback"), func(name string) bool {
-		return (strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go")) || name == "LICENSE" || name == "go.mod"
+		return isSource(name) || name == "LICENSE" || name == "go.mod"
 	}); err != nil {
 		return err
 	}
@@ -99,6 +98,11 @@ func assemble(root, out string) error {
 		}
 	}
 	return goCmd(out, "mod", "vendor")
+}
+
+// isSource reports a Go file that is built, not a test or an example.
+func isSource(name string) bool {
+	return strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go")
 }
 
 // copyFiles copies the regular files of src that keep accepts into dst.
