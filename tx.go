@@ -131,6 +131,12 @@ func (db *DB) runTx(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx) e
 		}
 		return err
 	}
+	if err := ctx.Err(); err != nil {
+		// Not committed, and known not to be: say so rather than let
+		// Commit fail with a context error that reads as unknown.
+		tx.Rollback()
+		return err
+	}
 	if err := tx.Commit(); err != nil {
 		if commitOutcomeUnknown(err) {
 			return &commitUnknownError{err: err}

@@ -1,7 +1,6 @@
 package dbfallback
 
 import (
-	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -51,17 +50,20 @@ func (e *commitUnknownError) Unwrap() []error { return []error{ErrCommitUnknown,
 // It lists the failures that prove the transaction did not commit and
 // calls everything else unknown, so that doubt is never reported as a
 // rollback.
+//
+// A context error is unknown: pgx returns context.Canceled itself when ctx
+// ends while it waits for COMMIT's answer, the same error database/sql
+// returns when ctx ended before COMMIT was sent. runTx does not call
+// Commit once ctx is done, so only a ctx that ends in between is
+// misreported, as unknown, which is never wrong.
 func commitOutcomeUnknown(err error) bool {
-	// database/sql returns ctx's error itself, unwrapped, when ctx ended
-	// before COMMIT was sent; it then rolls the transaction back. Drivers
-	// wrap the context errors they meet while COMMIT is under way.
-	if err == context.Canceled || err == context.DeadlineExceeded {
-		return false
-	}
-	switch {
-	case errors.Is(err, sql.ErrTxDone), // already ended: nothing was sent
-		errors.Is(err, pgx.ErrTxCommitRollback), // the server rolled back a failed transaction
-		pgconn.SafeToRetry(err):                 // pgx proves nothing reached the server
+	//
+	// pgconn.SafeToRetry does not prove that COMMIT was not sent: pgx
+	// returns its "conn closed" error, which it calls safe to retry, when
+	// the server closes the connection after a COMMIT that it made durable
+	// (a backend terminated while waiting for a synchronous standby).
+	if errors.Is(err, sql.ErrTxDone) || // already ended: nothing was sent
+		errors.Is(err, pgx.ErrTxCommitRollback) { // the server rolled back a failed transaction
 		return false
 	}
 	var pg *pgconn.PgError

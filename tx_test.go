@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/mattn/go-sqlite3"
 	"github.com/stretchr/testify/assert"
@@ -134,6 +135,19 @@ func TestTxRetries(t *testing.T) {
 		require.ErrorAs(t, err, &te)
 		assert.ErrorIs(t, err, busy)
 	})
+	t.Run("ctx done before COMMIT is a known rollback", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		err := db.Tx(ctx, func(tx *sql.Tx) error {
+			_, err := tx.Exec("CREATE TABLE never (x INTEGER)")
+			cancel()
+			return err
+		})
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.NotErrorIs(t, err, ErrCommitUnknown)
+		var n int
+		require.NoError(t, db.QueryRow("SELECT count(*) FROM sqlite_master WHERE name = 'never'").Scan(&n))
+		assert.Zero(t, n, "rolled back")
+	})
 	t.Run("a deadline ends the waits", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
@@ -180,8 +194,7 @@ func TestCommitOutcomeUnknown(t *testing.T) {
 		err  error
 		want bool
 	}{
-		{"ctx ended before COMMIT was sent (database/sql)", context.Canceled, false},
-		{"deadline before COMMIT was sent (database/sql)", context.DeadlineExceeded, false},
+		{"ctx ended while waiting for COMMIT's answer (pgx)", context.Canceled, true},
 		{"already ended", sql.ErrTxDone, false},
 		{"serialization failure at commit", &pgconn.PgError{Severity: "ERROR", Code: "40001"}, false},
 		{"deferred constraint at commit", &pgconn.PgError{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "23505"}, false},
@@ -190,6 +203,8 @@ func TestCommitOutcomeUnknown(t *testing.T) {
 		{"server crash", &pgconn.PgError{Severity: "PANIC", Code: "XX000"}, true},
 		{"ctx ended during COMMIT (wrapped by the driver)", fmt.Errorf("timeout: %w", context.DeadlineExceeded), true},
 		{"connection lost", errors.New("unexpected EOF"), true},
+		{"connection closed under COMMIT (pgx calls it safe to retry)", fmt.Errorf("commit: %w", pgconn.ErrConnClosed), true},
+		{"the server rolled back an aborted transaction", pgx.ErrTxCommitRollback, false},
 		{"SQLite commit failure", sqlite3.Error{Code: sqlite3.ErrIoErr}, false},
 	}
 	for _, tt := range tests {
