@@ -440,10 +440,15 @@ func TestSessionWriteTxWithPoolWrite(t *testing.T) {
 			var n int
 			assert.NoError(t, s.QueryRowContext(ctx, "SELECT count(*) FROM s_own").Scan(&n), "reads still work")
 			require.NoError(t, tx.Commit())
+			ro, err := s.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+			require.NoError(t, err)
+			_, err = s.ExecContext(ctx, "INSERT INTO s_own (v) VALUES (8)")
+			assert.NoError(t, err, "a read-only transaction holds no write lock")
+			require.NoError(t, ro.Commit())
 		})
-		want := 1
+		want := 2
 		if db.Dialect() == Postgres {
-			want = 7
+			want = 8
 		}
 		assert.Equal(t, want, count(t, db, "s_own"))
 	})

@@ -125,10 +125,10 @@ type lockWaitError struct {
 func (e *lockWaitError) Error() string {
 	waited := e.waited.Round(time.Millisecond)
 	if errors.Is(e.err, errWriteLockWait) {
-		return fmt.Sprintf("dbfallback: SQLite write: gave up after waiting %s (the busy timeout) for the write lock, which a transaction of this process has held for %s: a transaction left open, or a write through the pool (db or a session) instead of tx inside db.Tx or a session transaction?",
+		return fmt.Sprintf("dbfallback: SQLite write: waited %s (the busy timeout) for the write lock, held %s by a transaction of this process: likely a transaction left open, or a write through db or the session instead of tx inside db.Tx or a session transaction",
 			waited, e.held.Round(time.Millisecond))
 	}
-	return fmt.Sprintf("dbfallback: SQLite write: gave up after waiting %s (the busy timeout) for the database lock, which another connection holds (a transaction left open in another process?): %v", waited, e.err)
+	return fmt.Sprintf("dbfallback: SQLite write: waited %s (the busy timeout) for the database lock, held by another connection: likely a transaction left open in another process: %v", waited, e.err)
 }
 
 func (e *lockWaitError) Unwrap() error { return e.err }

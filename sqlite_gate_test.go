@@ -225,6 +225,21 @@ func TestSQLiteLockWaitBounded(t *testing.T) {
 	}
 }
 
+// TestSQLiteLockWaitCtx: a deadline shorter than the busy timeout ends
+// the wait first, with ctx's error.
+func TestSQLiteLockWaitCtx(t *testing.T) {
+	db, _ := openSQLiteBusy(t, 5*time.Second, "")
+	open, err := db.Begin()
+	require.NoError(t, err)
+	defer open.Rollback()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = db.Tx(ctx, func(tx *sql.Tx) error { return nil })
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, time.Since(start), 2*time.Second)
+}
+
 // TestSQLiteLockWaitBoundedByDefault is the case that took 50s (five
 // attempts of 10s each): with the default busy timeout, Tx behind a
 // transaction left open, or writing through db inside itself, gives up
