@@ -40,7 +40,7 @@
 // [DB.Tx] runs a function in a transaction that is SERIALIZABLE on both
 // dialects, so code that is correct on the SQLite fallback does not lose
 // updates on PostgreSQL; it retries conflicts ([IsRetryable]) within a
-// 10s budget and reports a commit whose outcome is unknown with
+// 30s budget and reports a commit whose outcome is unknown with
 // [ErrCommitUnknown]. [Middleware] gives each HTTP request a [Session]
 // that holds a pool connection only while it needs one and closes what
 // the handler left open; [Session.Conn] pins one connection when a

@@ -33,3 +33,9 @@ func withNow(now func() time.Time) Option {
 func withTxReport(report func(tries int, err error)) TxOption {
 	return func(o *txOptions) { o.report = report }
 }
+
+// withTxBackoff replaces the waits of Tx's retry policy (initial, max,
+// spread), to compare policies in BenchmarkTxBackoff.
+func withTxBackoff(p retryPolicy) TxOption {
+	return func(o *txOptions) { o.backoff = &p }
+}

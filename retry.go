@@ -39,10 +39,12 @@ var (
 	// defaultTxRetryBudget for why its budget is time). A conflict on
 	// PostgreSQL is over as soon as the winner commits, a millisecond or
 	// two, and the pool already queues callers beyond its size, so waits
-	// start at 1ms and stop growing at 10ms: longer ones only leave the
-	// database idle (see BENCHMARKS.md). Spread 1 (a wait anywhere from
-	// nothing to twice the step) keeps dozens of callers that lost on one
-	// row from meeting again.
+	// start at 1ms and stop growing at 10ms. Longer waits do not raise
+	// throughput (the commits are the bottleneck) and lengthen the slowest
+	// call: 64 writers on one row saw 3-4s at this cap, 4-6s at 100ms and
+	// 6-7s with the 5ms-200ms ±20% this loop had before (BENCHMARKS.md).
+	// Spread 1 (a wait anywhere from nothing to twice the step) keeps
+	// dozens of callers that lost on one row from meeting again.
 	txPolicy = retryPolicy{initial: time.Millisecond, max: 10 * time.Millisecond, spread: 1, budget: defaultTxRetryBudget}
 )
 
