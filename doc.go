@@ -35,6 +35,18 @@
 // resort. Every location is reported as ephemeral unless the operator
 // vouches for it ([WithPersistent], or an explicit path).
 //
+// # Transactions and sessions
+//
+// [DB.Tx] runs a function in a transaction that is SERIALIZABLE on both
+// dialects, so code that is correct on the SQLite fallback does not lose
+// updates on PostgreSQL; it retries conflicts ([IsRetryable]) within a
+// 30s budget and reports a commit whose outcome is unknown with
+// [ErrCommitUnknown]. [Middleware] gives each HTTP request a [Session]
+// that holds a pool connection only while it needs one and closes what
+// the handler left open; [Session.Conn] pins one connection when a
+// handler needs it. On SQLite every wait for the write lock is bounded
+// by the busy timeout, once.
+//
 // # Example
 //
 //	db, err := dbfallback.Open(ctx, dbfallback.WithLogger(slog.Default()))

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
-	"database/sql/driver"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -44,9 +43,10 @@ func openSQLite(ctx context.Context, o *options, t Target) (*engine, error) {
 		return nil, err
 	}
 	dsn := sqliteDSN(t, sqliteFileParams)
-	db := sql.OpenDB(&gatedConnector{dsn: dsn, gate: newWriteGate(sqliteBusyTimeout)})
+	gate := newWriteGate(sqliteBusyTimeout)
+	db := sql.OpenDB(&gatedConnector{dsn: dsn, gate: gate})
 	o.pool.withDefaults(sqliteFilePool).apply(db)
-	if err := checkSQLite(ctx, db); err != nil {
+	if err := checkSQLite(ctx, db, gate); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -78,9 +78,10 @@ func openSQLiteMemory(ctx context.Context, o *options, t Target) (*engine, error
 	if err != nil {
 		return nil, err
 	}
-	db := sql.OpenDB(&gatedConnector{dsn: dsn, gate: newWriteGate(sqliteBusyTimeout)})
+	gate := newWriteGate(sqliteBusyTimeout)
+	db := sql.OpenDB(&gatedConnector{dsn: dsn, gate: gate})
 	o.pool.withDefaults(sqliteFilePool).apply(db)
-	if err := checkSQLite(ctx, db); err != nil {
+	if err := checkSQLite(ctx, db, gate); err != nil {
 		db.Close()
 		keeper.Close()
 		return nil, err
@@ -99,10 +100,19 @@ func sqliteDSN(t Target, tuning string) string {
 }
 
 // checkSQLite opens a connection and reads the schema, which fails on a
-// file SQLite cannot use.
-func checkSQLite(ctx context.Context, db *sql.DB) error {
+// file SQLite cannot use, then sizes the write gate's wait to the
+// connection's busy timeout (the URL's _busy_timeout wins over ours).
+func checkSQLite(ctx context.Context, db *sql.DB, gate *writeGate) error {
 	var n int
-	return db.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&n)
+	if err := db.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&n); err != nil {
+		return err
+	}
+	wait, err := busyTimeout(ctx, db)
+	if err != nil {
+		return err
+	}
+	gate.wait = wait
+	return nil
 }
 
 var sqliteMagic = []byte("SQLite format 3\x00")
@@ -194,141 +204,4 @@ func notSQLite(path string) (string, error) {
 		return "a truncated SQLite database", nil
 	}
 	return "", nil
-}
-
-// writeGate serializes SQLite writers inside the process. Waiters queue in
-// order instead of polling the busy handler, so no writer starves and
-// none sees "database is locked"; other processes still meet the busy
-// timeout.
-type writeGate struct {
-	ch   chan struct{}
-	wait time.Duration
-}
-
-func newWriteGate(wait time.Duration) *writeGate {
-	return &writeGate{ch: make(chan struct{}, 1), wait: wait}
-}
-
-// errWriteLockWait reports a writer that waited the whole busy timeout.
-var errWriteLockWait = errors.New("dbfallback: waited too long for the SQLite write lock (a transaction left open?)")
-
-func (g *writeGate) acquire(ctx context.Context) error {
-	select {
-	case g.ch <- struct{}{}:
-		return nil
-	default:
-	}
-	timer := time.NewTimer(g.wait)
-	defer timer.Stop()
-	select {
-	case g.ch <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return errWriteLockWait
-	}
-}
-
-func (g *writeGate) release() { <-g.ch }
-
-// gatedConnector opens go-sqlite3 connections that take the write gate for
-// write transactions and for statements executed outside a transaction.
-type gatedConnector struct {
-	dsn  string
-	gate *writeGate
-}
-
-func (c *gatedConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := (&sqlite3.SQLiteDriver{}).Open(c.dsn)
-	if err != nil {
-		return nil, err
-	}
-	return &gatedConn{SQLiteConn: conn.(*sqlite3.SQLiteConn), gate: c.gate}, nil
-}
-
-func (c *gatedConnector) Driver() driver.Driver { return &sqlite3.SQLiteDriver{} }
-
-// gatedConn wraps a go-sqlite3 connection. database/sql uses one
-// connection from one goroutine at a time, so inTx needs no lock.
-type gatedConn struct {
-	*sqlite3.SQLiteConn
-	gate *writeGate
-	inTx bool
-}
-
-func (c *gatedConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	if opts.ReadOnly {
-		// A deferred BEGIN: readers share the database in WAL mode and need
-		// no write lock. query_only makes SQLite refuse writes, as the
-		// caller asked.
-		if _, err := c.SQLiteConn.ExecContext(ctx, "PRAGMA query_only = 1", nil); err != nil {
-			return nil, err
-		}
-		if _, err := c.SQLiteConn.ExecContext(ctx, "BEGIN", nil); err != nil {
-			c.SQLiteConn.ExecContext(context.Background(), "PRAGMA query_only = 0", nil)
-			return nil, err
-		}
-		c.inTx = true
-		return &gatedTx{conn: c}, nil
-	}
-	if err := c.gate.acquire(ctx); err != nil {
-		return nil, err
-	}
-	tx, err := c.SQLiteConn.BeginTx(ctx, opts)
-	if err != nil {
-		c.gate.release()
-		return nil, err
-	}
-	c.inTx = true
-	return &gatedTx{conn: c, inner: tx, gated: true}, nil
-}
-
-func (c *gatedConn) Begin() (driver.Tx, error) {
-	return c.BeginTx(context.Background(), driver.TxOptions{})
-}
-
-func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	if !c.inTx {
-		if err := c.gate.acquire(ctx); err != nil {
-			return nil, err
-		}
-		defer c.gate.release()
-	}
-	return c.SQLiteConn.ExecContext(ctx, query, args)
-}
-
-// gatedTx ends a transaction and releases the gate it holds.
-type gatedTx struct {
-	conn  *gatedConn
-	inner driver.Tx // nil for a read-only transaction begun by hand
-	gated bool
-}
-
-func (t *gatedTx) Commit() error { return t.end("COMMIT") }
-
-func (t *gatedTx) Rollback() error { return t.end("ROLLBACK") }
-
-func (t *gatedTx) end(stmt string) error {
-	defer func() {
-		t.conn.inTx = false
-		if t.gated {
-			t.gated = false
-			t.conn.gate.release()
-		}
-	}()
-	if t.inner != nil {
-		if stmt == "COMMIT" {
-			return t.inner.Commit()
-		}
-		return t.inner.Rollback()
-	}
-	_, err := t.conn.SQLiteConn.ExecContext(context.Background(), stmt, nil)
-	if err != nil && stmt == "COMMIT" {
-		t.conn.SQLiteConn.ExecContext(context.Background(), "ROLLBACK", nil)
-	}
-	if _, qerr := t.conn.SQLiteConn.ExecContext(context.Background(), "PRAGMA query_only = 0", nil); qerr != nil && err == nil {
-		err = qerr
-	}
-	return err
 }

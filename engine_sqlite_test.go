@@ -185,21 +185,6 @@ func TestSQLiteConcurrentWriters(t *testing.T) {
 	}
 }
 
-func TestWriteGate(t *testing.T) {
-	g := newWriteGate(50 * time.Millisecond)
-	require.NoError(t, g.acquire(context.Background()))
-	start := time.Now()
-	err := g.acquire(context.Background())
-	assert.ErrorIs(t, err, errWriteLockWait)
-	assert.True(t, isBusy(err), "a wait that times out reads as SQLITE_BUSY")
-	assert.GreaterOrEqual(t, time.Since(start), 50*time.Millisecond)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	assert.ErrorIs(t, g.acquire(ctx), context.Canceled)
-	g.release()
-	assert.NoError(t, g.acquire(context.Background()))
-}
-
 func TestSQLiteReadOnlyTxDoesNotTakeTheWriteLock(t *testing.T) {
 	db := openSQLiteAt(t, filepath.Join(t.TempDir(), "app.db"))
 	_, err := db.Exec("CREATE TABLE t(x); INSERT INTO t VALUES (1)")

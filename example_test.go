@@ -206,6 +206,66 @@ func ExampleMiddleware() {
 	// connections in use: 0
 }
 
+func ExampleSession_Conn() {
+	db, done := openExample()
+	defer done()
+
+	// A session's statements may run on different pool connections. A
+	// handler that needs one connection for several statements (here
+	// SQLite's last_insert_rowid(); on PostgreSQL a SET or a temporary
+	// table) pins one with Conn; the session gives it back at the end.
+	open := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		s, err := dbfallback.SessionFrom(ctx)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if _, err := s.Conn(ctx); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if _, err := s.ExecContext(ctx, "INSERT INTO accounts VALUES ('carol', 5)"); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		var id int64
+		s.QueryRowContext(ctx, "SELECT last_insert_rowid()").Scan(&id)
+		fmt.Fprintln(w, "row", id, "connections in use:", db.Stats().InUse)
+	})
+	rec := httptest.NewRecorder()
+	dbfallback.Middleware(db)(open).ServeHTTP(rec, httptest.NewRequest("POST", "/accounts", nil))
+	fmt.Print(rec.Body.String())
+	fmt.Println("after the request:", db.Stats().InUse)
+	// Output:
+	// row 3 connections in use: 1
+	// after the request: 0
+}
+
+func ExampleErrCommitUnknown() {
+	db, done := openExample()
+	defer done()
+	ctx := context.Background()
+
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "UPDATE accounts SET balance = balance + 1 WHERE name = 'bob'")
+		return err
+	})
+	switch {
+	case errors.Is(err, dbfallback.ErrCommitUnknown):
+		// The connection was lost or ctx ended during COMMIT: the update
+		// may or may not be in. Read it back (or make the write
+		// idempotent) before telling the user it failed.
+		fmt.Println("unknown; check before retrying")
+	case err != nil:
+		fmt.Println("not committed:", err)
+	default:
+		fmt.Println("committed")
+	}
+	// Output:
+	// committed
+}
+
 func ExampleDB_HealthHandler() {
 	db, done := openExample()
 	defer done()

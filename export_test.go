@@ -27,3 +27,15 @@ func withLookupFunc(f func(ctx context.Context, host string) ([]string, error)) 
 func withNow(now func() time.Time) Option {
 	return func(o *options) { o.now = now }
 }
+
+// withTxReport has Tx tell report how many times fn ran and what Tx
+// returned, for the retry figures.
+func withTxReport(report func(tries int, err error)) TxOption {
+	return func(o *txOptions) { o.report = report }
+}
+
+// withTxBackoff replaces the waits of Tx's retry policy (initial, max,
+// spread), to compare policies in BenchmarkTxBackoff.
+func withTxBackoff(p retryPolicy) TxOption {
+	return func(o *txOptions) { o.backoff = &p }
+}

@@ -25,15 +25,17 @@ type StrategyFunc func(r Resolution) []Target
 // Candidates calls f(r).
 func (f StrategyFunc) Candidates(r Resolution) []Target { return f(r) }
 
-// builtin is the type of the built-in strategies; being constants, they
-// cannot be reassigned by anyone.
-type builtin int
+// BuiltinStrategy is the type of the built-in strategies, [PreferPrimary],
+// [PrimaryOnly] and [SQLiteOnly], as [database/sql.IsolationLevel] is the
+// type of the isolation levels. Being constants, they cannot be reassigned.
+// A value outside the three behaves as PreferPrimary.
+type BuiltinStrategy int
 
 // The built-in strategies.
 const (
 	// PreferPrimary (the default) tries the primary, then the SQLite file,
 	// then memory. Open fails only when ctx is done.
-	PreferPrimary builtin = iota
+	PreferPrimary BuiltinStrategy = iota
 	// PrimaryOnly tries the primary alone: for production, where serving
 	// from a different database than intended is worse than failing. Open
 	// returns an error wrapping ErrNoDatabase and the cause when the
@@ -44,7 +46,7 @@ const (
 )
 
 // Candidates implements [Strategy].
-func (s builtin) Candidates(r Resolution) []Target {
+func (s BuiltinStrategy) Candidates(r Resolution) []Target {
 	var out []Target
 	if s != SQLiteOnly && !r.Primary.IsZero() {
 		out = append(out, r.Primary)
@@ -56,7 +58,7 @@ func (s builtin) Candidates(r Resolution) []Target {
 }
 
 // String returns the strategy's name, for logs.
-func (s builtin) String() string {
+func (s BuiltinStrategy) String() string {
 	switch s {
 	case PreferPrimary:
 		return "PreferPrimary"
@@ -65,7 +67,7 @@ func (s builtin) String() string {
 	case SQLiteOnly:
 		return "SQLiteOnly"
 	}
-	return fmt.Sprintf("builtin(%d)", int(s))
+	return fmt.Sprintf("BuiltinStrategy(%d)", int(s))
 }
 
 // Attempt records one candidate Open tried.
@@ -196,30 +198,34 @@ func Open(ctx context.Context, opts ...Option) (*DB, error) {
 }
 
 // tryCandidate opens one target, retrying a primary's transient failures
-// for up to WithPrimaryWait.
+// for up to WithPrimaryWait (see primaryWaitPolicy).
 func tryCandidate(ctx context.Context, o *options, r Resolution, t Target) (*engine, Attempt) {
 	a := Attempt{Target: t}
 	start := time.Now()
 	isPrimary := !r.Primary.IsZero() && sameTarget(t, r.Primary)
-	deadline := start.Add(o.primaryWait)
-	backoff := 250 * time.Millisecond
-	for {
-		a.Tries++
-		e, err := openTarget(ctx, o, r, t)
+	policy := primaryWaitPolicy
+	policy.budget = o.primaryWait
+	if !isPrimary || o.primaryWait <= 0 {
+		policy.tries = 1
+	}
+	var e *engine
+	tries, err := retry(ctx, policy, func() error {
+		var err error
+		e, err = openTarget(ctx, o, r, t)
 		if err == nil {
-			a.Duration = time.Since(start)
-			return e, a
+			return nil
 		}
 		err = describeFailure(r, t, err)
-		// Retry a transient failure of the primary after a backoff that
-		// ends before the deadline and is cut short when ctx is done.
-		if !isPrimary || IsPermanent(err) || time.Now().Add(backoff).After(deadline) || !sleepCtx(ctx, jitter(backoff)) {
-			a.Err = err
-			a.Duration = time.Since(start)
-			return nil, a
+		if IsPermanent(err) {
+			return stop(err)
 		}
-		backoff = min(backoff*2, 5*time.Second)
+		return err
+	})
+	a.Tries, a.Err, a.Duration = tries, err, time.Since(start)
+	if err != nil {
+		return nil, a
 	}
+	return e, a
 }
 
 func openTarget(ctx context.Context, o *options, r Resolution, t Target) (*engine, error) {
@@ -303,15 +309,4 @@ func (db *DB) logOpen(took time.Duration) {
 		msg, level = "dbfallback: using the primary database; data is ephemeral", slog.LevelWarn
 	}
 	db.logger.Log(context.Background(), level, msg, attrs...)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

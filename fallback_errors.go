@@ -5,12 +5,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"reflect"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/mattn/go-sqlite3"
 )
 
 // ErrNoDatabase is returned by [Open] when no candidate answered; it wraps
@@ -123,24 +120,8 @@ func secretsOf(t Target) []string {
 	return out
 }
 
-// jitter spreads d by ±20% so that many restarting instances do not
-// retry in step.
-func jitter(d time.Duration) time.Duration {
-	return d + time.Duration((rand.Float64()*0.4-0.2)*float64(d))
-}
-
 // sameTarget compares two targets, notes aside.
 func sameTarget(a, b Target) bool {
 	a.Notes, b.Notes = nil, nil
 	return reflect.DeepEqual(a, b)
-}
-
-// isBusy reports SQLite's "database is locked" and "table is locked", and
-// a writer that waited out the in-process write lock.
-func isBusy(err error) bool {
-	var se sqlite3.Error
-	if errors.As(err, &se) {
-		return se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked
-	}
-	return errors.Is(err, errWriteLockWait)
 }

@@ -156,3 +156,21 @@ func TestIsPermanent(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) { assert.Equal(t, tt.want, IsPermanent(tt.err)) })
 	}
 }
+
+func TestBuiltinStrategyString(t *testing.T) {
+	tests := []struct {
+		s    BuiltinStrategy
+		want string
+	}{
+		{PreferPrimary, "PreferPrimary"},
+		{PrimaryOnly, "PrimaryOnly"},
+		{SQLiteOnly, "SQLiteOnly"},
+		{BuiltinStrategy(7), "BuiltinStrategy(7)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			assert.Equal(t, tt.want, tt.s.String())
+			var _ Strategy = tt.s
+		})
+	}
+}

@@ -3,145 +3,38 @@ package dbfallback
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
+	"database/sql/driver"
 	"errors"
-	"fmt"
 	"net/http"
+	"reflect"
 	"sync"
-	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 )
-
-// TxOption configures [DB.Tx].
-type TxOption func(*txOptions)
-
-type txOptions struct {
-	sql.TxOptions
-	attempts int
-}
-
-// defaultTxAttempts bounds how often Tx runs fn when it keeps failing
-// with a retryable error.
-const defaultTxAttempts = 5
-
-// WithIsolation sets the transaction's isolation level (default: the
-// driver's, READ COMMITTED on PostgreSQL; SQLite is always serializable).
-func WithIsolation(level sql.IsolationLevel) TxOption {
-	return func(o *txOptions) { o.Isolation = level }
-}
-
-// WithReadOnly makes the transaction read-only. On SQLite a read-only
-// transaction does not wait for writers.
-func WithReadOnly() TxOption {
-	return func(o *txOptions) { o.ReadOnly = true }
-}
-
-// WithAttempts sets how many times Tx may run fn in all (default 5); 1
-// disables retries.
-func WithAttempts(n int) TxOption {
-	return func(o *txOptions) { o.attempts = max(n, 1) }
-}
-
-// Tx runs fn in a transaction: it commits when fn returns nil, rolls back
-// when fn returns an error or panics (and then re-panics). When fn returns,
-// or Commit reports, a conflict the database asks to retry (SQLite
-// SQLITE_BUSY or SQLITE_LOCKED, PostgreSQL serialization failure 40001 or
-// deadlock 40P01), Tx rolls back and runs fn again in a new transaction,
-// with a short backoff, up to the attempt limit (see [WithAttempts]); the
-// final error says how many attempts ran and wraps the last one. fn may
-// therefore run more than once: keep side effects outside the database out
-// of it. Tx stops early when ctx is done.
-func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error, opts ...TxOption) error {
-	o := txOptions{attempts: defaultTxAttempts}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	backoff := 5 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := db.runTx(ctx, &o.TxOptions, fn)
-		if err == nil {
-			return nil
-		}
-		if !IsRetryable(err) {
-			return err
-		}
-		// sleepCtx gives up at once when ctx is done.
-		if attempt == o.attempts || !sleepCtx(ctx, jitter(backoff)) {
-			return &TxError{Attempts: attempt, Err: err}
-		}
-		backoff = min(backoff*2, 200*time.Millisecond)
-	}
-}
-
-// runTx is one attempt of Tx.
-func (db *DB) runTx(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx) error) (err error) {
-	tx, err := db.BeginTx(ctx, opts)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			tx.Rollback()
-			panic(p)
-		}
-	}()
-	if err := fn(tx); err != nil {
-		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
-			return errors.Join(err, rerr)
-		}
-		return err
-	}
-	return tx.Commit()
-}
-
-// TxError is the error [DB.Tx] returns after retrying a retryable
-// conflict; errors.Is and errors.As see the last attempt's error.
-type TxError struct {
-	// Attempts is how many times fn ran.
-	Attempts int
-	// Err is the last attempt's error.
-	Err error
-}
-
-// Error says how many attempts ran and why the last one failed.
-func (e *TxError) Error() string {
-	return fmt.Sprintf("dbfallback: transaction failed after %d attempts: %v", e.Attempts, e.Err)
-}
-
-// Unwrap returns the last attempt's error.
-func (e *TxError) Unwrap() error { return e.Err }
-
-// IsRetryable reports a conflict that running the transaction again can
-// resolve: SQLite's "database is locked" (SQLITE_BUSY) and "table is
-// locked" (SQLITE_LOCKED), and PostgreSQL's serialization failure (40001)
-// and deadlock (40P01).
-func IsRetryable(err error) bool {
-	if isBusy(err) {
-		return true
-	}
-	var pg *pgconn.PgError
-	return errors.As(err, &pg) && (pg.Code == "40001" || pg.Code == "40P01")
-}
 
 // ErrNoSession is returned by [SessionFrom] for a context that did not come
 // through [Middleware].
 var ErrNoSession = errors.New("dbfallback: no database session in this context (is the handler wrapped with dbfallback.Middleware?)")
 
+// ErrSessionDone is returned by every method of a [Session] used after its
+// request ended (a goroutine that outlived the handler, a session kept in
+// a struct): nothing reaches the database. As with [sql.ErrTxDone], the
+// fix is in the caller.
+var ErrSessionDone = errors.New("dbfallback: the database session ended with its request")
+
 type sessionKey struct{}
 
 // Middleware gives each request a lazy database [Session], found with
-// [SessionFrom]. The connection is taken from db's pool on the session's
-// first use, so a handler that never touches the database never takes
-// one, and it is given back when the handler returns, on every path:
-// normal return, error, panic (re-raised after the release) and a client
-// that went away. Transactions and rows the handler left open are rolled
-// back and closed first.
+// [SessionFrom]. The session takes a connection from db's pool only while
+// it needs one, and when the handler returns, on every path (normal
+// return, error, panic, re-raised after the cleanup, and a client that
+// went away), everything the request left open is closed: rows and
+// prepared statements are closed, transactions rolled back and a pinned
+// connection (see [Session.Conn]) given back. A handler that never touches
+// the database costs no connection.
 func Middleware(db *DB) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s := &Session{db: db}
-			defer s.release()
+			defer s.end()
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)))
 		})
 	}
@@ -149,141 +42,264 @@ func Middleware(db *DB) func(http.Handler) http.Handler {
 
 // SessionFrom returns the request's session, or [ErrNoSession].
 func SessionFrom(ctx context.Context) (*Session, error) {
-	if s, ok := ctx.Value(sessionKey{}).(*Session); ok && s != nil {
+	if s := sessionOf(ctx); s != nil {
 		return s, nil
 	}
 	return nil, ErrNoSession
 }
 
-// Session is one request's database connection, taken on first use. Its
-// methods are those of *sql.Conn. A Session is safe for use by the
-// goroutines of one request; it ends when the request does.
+// Session is one request's access to the database; it has the methods of
+// *sql.DB that generated code needs (it satisfies sqlc's DBTX) plus
+// BeginTx and Conn.
+//
+// A Session holds a pool connection only while it needs one: statements
+// run on the pool and give their connection back at once; open rows and
+// an open transaction hold theirs until closed or ended. So handlers that
+// mix the session and the pool cannot exhaust the pool, however many run
+// at once. Consecutive statements may therefore run on different
+// connections: a handler that needs one connection for several statements
+// (SET, temporary tables, advisory locks, SQLite's last_insert_rowid())
+// pins one with [Session.Conn].
+//
+// When the request ends, everything the session left open is closed or
+// rolled back, and every method then fails with [ErrSessionDone]. A
+// Session is safe for use by the goroutines of one request.
+//
+// On SQLite, while a write transaction begun with the request's context
+// (Session.BeginTx, [DB.Tx] or the pool's BeginTx) is open, a write with
+// that context outside the transaction would wait for the transaction's
+// own lock: it fails at once with an error that says so. Write through the
+// transaction instead.
 type Session struct {
 	db *DB
 
-	mu       sync.Mutex
-	conn     *sql.Conn
-	released bool
-	txs      []*sql.Tx
-	rows     []*sql.Rows
+	mu    sync.Mutex
+	ended bool
+	life  context.Context // done when the request ends; nil before first use
+	stop  context.CancelFunc
+	in    context.Context // the last caller context bound, and its binding
+	bound context.Context
+	conn  *sql.Conn // pinned by Conn
+	txs   []*sql.Tx
+	rows  []*sql.Rows
+	stmts []*sql.Stmt
 }
 
-// errSessionDone reports use of a session after its request ended.
-var errSessionDone = errors.New("dbfallback: the database session ended with its request")
+// use returns the context a call runs with, and the pinned connection if
+// any. The context ends with ctx or with the request, whichever is first
+// (so rows, transactions and rows of QueryRowContext the handler forgot
+// are ended by database/sql too), and carries the session, which the
+// SQLite write gate reads. The binding of the last ctx is reused, so a
+// handler that passes r.Context() to every call costs one binding.
+func (s *Session) use(ctx context.Context) (context.Context, *sql.Conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return nil, nil, ErrSessionDone
+	}
+	if s.in != nil && reflect.TypeOf(ctx).Comparable() && ctx == s.in {
+		return s.bound, s.conn, nil
+	}
+	if s.life == nil {
+		s.life, s.stop = context.WithCancel(context.Background())
+	}
+	bound := ctx
+	if sessionOf(bound) != s {
+		bound = context.WithValue(bound, sessionKey{}, s)
+	}
+	bound, cancel := context.WithCancel(bound)
+	context.AfterFunc(s.life, cancel)
+	s.in, s.bound = ctx, bound
+	return bound, s.conn, nil
+}
 
-// Conn returns the session's connection, taking it from the pool on first
-// use.
+// track records something to close when the request ends. It reports
+// false, having recorded nothing, when the request ended meanwhile; the
+// caller then closes it itself.
+func (s *Session) track(add func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return false
+	}
+	add()
+	return true
+}
+
+// Conn pins one pool connection to the session for the rest of the
+// request, taking it on the first call (which may wait for the pool, as
+// long as ctx allows), and returns it. From then on every method of the
+// session runs on it: use it when statements must share a connection
+// (SET, temporary tables, advisory locks, SQLite's last_insert_rowid()).
+// Do not Close it; the session gives it back when the request ends.
 func (s *Session) Conn(ctx context.Context) (*sql.Conn, error) {
+	ctx, conn, err := s.use(ctx)
+	if err != nil || conn != nil {
+		return conn, err
+	}
+	c, err := s.db.DB.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.released {
-		return nil, errSessionDone
+	switch {
+	case s.ended:
+		c.Close()
+		return nil, ErrSessionDone
+	case s.conn != nil: // another goroutine pinned one meanwhile
+		c.Close()
+		return s.conn, nil
 	}
-	if s.conn == nil {
-		c, err := s.db.Conn(ctx)
-		if err != nil {
-			return nil, err
-		}
-		s.conn = c
-	}
-	return s.conn, nil
+	s.conn = c
+	return c, nil
 }
 
-// ExecContext runs a statement on the session's connection.
+// ExecContext runs a statement on the pool (or the pinned connection),
+// which gets its connection back when the statement is done.
 func (s *Session) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	c, err := s.Conn(ctx)
+	ctx, conn, err := s.use(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return c.ExecContext(ctx, query, args...)
+	if conn != nil {
+		return conn.ExecContext(ctx, query, args...)
+	}
+	return s.db.DB.ExecContext(ctx, query, args...)
 }
 
-// QueryContext runs a query on the session's connection. Rows left open
-// are closed when the request ends.
+// QueryContext runs a query on the pool (or the pinned connection). The
+// rows hold a connection until closed; rows left open are closed when
+// the request ends.
 func (s *Session) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	c, err := s.Conn(ctx)
+	ctx, conn, err := s.use(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := c.QueryContext(ctx, query, args...)
-	if err == nil {
-		s.mu.Lock()
-		s.rows = append(s.rows, rows)
-		s.mu.Unlock()
+	var rows *sql.Rows
+	if conn != nil {
+		rows, err = conn.QueryContext(ctx, query, args...)
+	} else {
+		rows, err = s.db.DB.QueryContext(ctx, query, args...)
 	}
-	return rows, err
+	if err != nil {
+		return nil, err
+	}
+	if !s.track(func() { s.rows = append(s.rows, rows) }) {
+		rows.Close()
+		return nil, ErrSessionDone
+	}
+	return rows, nil
 }
 
-// QueryRowContext runs a query expected to return at most one row. If the
-// session cannot take a connection, the query goes to the pool, which
-// reports the same failure through Row.Scan.
+// QueryRowContext runs a query expected to return at most one row, on the
+// pool (or the pinned connection); Row.Scan gives the connection back.
+// After the request ended, Scan returns [ErrSessionDone] and the query is
+// not run.
 func (s *Session) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	c, err := s.Conn(ctx)
+	ctx, conn, err := s.use(ctx)
 	if err != nil {
-		return s.db.DB.QueryRowContext(ctx, query, args...)
+		return errRow(err)
 	}
-	return c.QueryRowContext(ctx, query, args...)
+	if conn != nil {
+		return conn.QueryRowContext(ctx, query, args...)
+	}
+	return s.db.DB.QueryRowContext(ctx, query, args...)
 }
 
-// BeginTx starts a transaction on the session's connection. One left open
-// is rolled back when the request ends.
-func (s *Session) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
-	c, err := s.Conn(ctx)
+// PrepareContext prepares a statement on the pool (or the pinned
+// connection). A statement prepared on the pool holds no connection
+// between executions. It is closed when the request ends.
+func (s *Session) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	ctx, conn, err := s.use(ctx)
 	if err != nil {
 		return nil, err
 	}
-	tx, err := c.BeginTx(ctx, opts)
-	if err == nil {
-		s.mu.Lock()
-		s.txs = append(s.txs, tx)
-		s.mu.Unlock()
+	var st *sql.Stmt
+	if conn != nil {
+		st, err = conn.PrepareContext(ctx, query)
+	} else {
+		st, err = s.db.DB.PrepareContext(ctx, query)
 	}
-	return tx, err
+	if err != nil {
+		return nil, err
+	}
+	if !s.track(func() { s.stmts = append(s.stmts, st) }) {
+		st.Close()
+		return nil, ErrSessionDone
+	}
+	return st, nil
 }
 
-// release gives the connection back: open rows are closed and open
-// transactions rolled back first, since either would hold it.
-func (s *Session) release() {
+// BeginTx starts a transaction on a pool connection (or the pinned one),
+// which it holds until Commit or Rollback. One left open is rolled back
+// when the request ends. As with database/sql, nil opts means the
+// driver's default isolation, READ COMMITTED on PostgreSQL; for
+// read-modify-write code use [DB.Tx], which is serializable on both
+// dialects and retries conflicts.
+func (s *Session) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
+	ctx, conn, err := s.use(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var tx *sql.Tx
+	if conn != nil {
+		tx, err = conn.BeginTx(ctx, opts)
+	} else {
+		tx, err = s.db.DB.BeginTx(ctx, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !s.track(func() { s.txs = append(s.txs, tx) }) {
+		tx.Rollback()
+		return nil, ErrSessionDone
+	}
+	return tx, nil
+}
+
+// end closes what the request left open, in the order that frees
+// connections: rows, then transactions, statements and the pinned
+// connection; then it ends the request's contexts, which stops calls
+// still under way in goroutines that outlived the handler.
+func (s *Session) end() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.released = true
-	for _, r := range s.rows {
+	s.ended = true
+	rows, txs, stmts, conn, stop := s.rows, s.txs, s.stmts, s.conn, s.stop
+	s.rows, s.txs, s.stmts, s.conn, s.in, s.bound = nil, nil, nil, nil, nil, nil
+	s.mu.Unlock()
+	for _, r := range rows {
 		r.Close()
 	}
-	for _, tx := range s.txs {
+	for _, tx := range txs {
 		tx.Rollback()
 	}
-	if s.conn != nil {
-		s.conn.Close()
+	for _, st := range stmts {
+		st.Close()
 	}
-	s.conn, s.rows, s.txs = nil, nil, nil
+	if conn != nil {
+		conn.Close()
+	}
+	if stop != nil {
+		stop()
+	}
 }
 
-// HealthHandler serves [DB.Health] as JSON for GET and HEAD: status 200
-// when the database answers a ping within 2s, 503 when it does not. The
-// body holds status, dialect, fallback, reason, ephemeral, the redacted
-// target, latency_ms and, while a recovery probe runs, primary_up; never a
-// secret. Other methods get 405.
-func (db *DB) HealthHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		h := db.Health(r.Context())
-		body, err := json.Marshal(h)
-		if err != nil {
-			http.Error(w, "health encoding failed", http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		if h.Status != "up" {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		if r.Method == http.MethodGet {
-			w.Write(append(body, '\n'))
-		}
-	})
+// errRow returns a *sql.Row whose Scan reports err. database/sql has no
+// constructor for one; the Row of a pool whose connector fails with err
+// is one, and nothing is dialled.
+func errRow(err error) *sql.Row {
+	db := sql.OpenDB(failConnector{err})
+	defer db.Close()
+	return db.QueryRowContext(context.Background(), "")
 }
+
+// failConnector is a connector whose every connection fails with err.
+type failConnector struct{ err error }
+
+func (c failConnector) Connect(context.Context) (driver.Conn, error) { return nil, c.err }
+func (c failConnector) Driver() driver.Driver                        { return failDriver(c) }
+
+type failDriver struct{ err error }
+
+func (d failDriver) Open(string) (driver.Conn, error) { return nil, d.err }

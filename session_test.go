@@ -3,217 +3,114 @@ package dbfallback
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/mattn/go-sqlite3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-func TestTxCommitRollbackPanic(t *testing.T) {
-	db := openSQLiteAt(t, filepath.Join(t.TempDir(), "tx.db"))
-	_, err := db.Exec("CREATE TABLE t(x INTEGER)")
-	require.NoError(t, err)
-	count := func() (n int) {
-		require.NoError(t, db.QueryRow("SELECT count(*) FROM t").Scan(&n))
-		return n
-	}
-	ctx := context.Background()
-	require.NoError(t, db.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec("INSERT INTO t VALUES (1)")
-		return err
-	}))
-	assert.Equal(t, 1, count(), "nil commits")
-
-	boom := errors.New("boom")
-	err = db.Tx(ctx, func(tx *sql.Tx) error {
-		tx.Exec("INSERT INTO t VALUES (2)")
-		return boom
-	})
-	assert.ErrorIs(t, err, boom)
-	assert.Equal(t, 1, count(), "an error rolls back")
-
-	assert.PanicsWithValue(t, "kaboom", func() {
-		db.Tx(ctx, func(tx *sql.Tx) error {
-			tx.Exec("INSERT INTO t VALUES (3)")
-			panic("kaboom")
-		})
-	})
-	assert.Equal(t, 1, count(), "a panic rolls back and re-panics")
-	assert.Zero(t, db.Stats().InUse, "the connection went back")
-
-	err = db.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec("INSERT INTO t VALUES (4)")
-		return err
-	}, WithReadOnly())
-	assert.Error(t, err, "a read-only transaction cannot write")
-	assert.Equal(t, 1, count())
+// DBTX is the interface sqlc generates for its queries: a *Session, a *DB
+// and a *sql.Tx must all fit it.
+type DBTX interface {
+	ExecContext(context.Context, string, ...interface{}) (sql.Result, error)
+	PrepareContext(context.Context, string) (*sql.Stmt, error)
+	QueryContext(context.Context, string, ...interface{}) (*sql.Rows, error)
+	QueryRowContext(context.Context, string, ...interface{}) *sql.Row
 }
 
-func TestTxRetries(t *testing.T) {
-	db := openSQLiteAt(t, filepath.Join(t.TempDir(), "tx.db"))
-	busy := sqlite3.Error{Code: sqlite3.ErrBusy}
-	serialization := &pgconn.PgError{Code: "40001", Message: "could not serialize access"}
-	tests := []struct {
-		name     string
-		fails    int   // attempts that fail before success
-		err      error // what a failing attempt returns
-		opts     []TxOption
-		wantRuns int
-		wantErr  bool
-		attempts int
-	}{
-		{name: "busy then success", fails: 2, err: busy, wantRuns: 3},
-		{name: "serialization then success", fails: 1, err: serialization, wantRuns: 2},
-		{name: "deadlock", fails: 1, err: &pgconn.PgError{Code: "40P01"}, wantRuns: 2},
-		{name: "gives up", fails: 100, err: busy, wantRuns: defaultTxAttempts, wantErr: true, attempts: defaultTxAttempts},
-		{name: "custom limit", fails: 100, err: busy, opts: []TxOption{WithAttempts(2)}, wantRuns: 2, wantErr: true, attempts: 2},
-		{name: "other errors are not retried", fails: 100, err: errors.New("constraint"), wantRuns: 1, wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			runs := 0
-			err := db.Tx(context.Background(), func(tx *sql.Tx) error {
-				runs++
-				if runs <= tt.fails {
-					return tt.err
-				}
-				return nil
-			}, tt.opts...)
-			assert.Equal(t, tt.wantRuns, runs)
-			if !tt.wantErr {
-				assert.NoError(t, err)
-				return
-			}
-			require.Error(t, err)
-			assert.ErrorIs(t, err, tt.err)
-			var te *TxError
-			if tt.attempts > 0 {
-				require.ErrorAs(t, err, &te)
-				assert.Equal(t, tt.attempts, te.Attempts)
-				assert.Contains(t, err.Error(), "after")
-			} else {
-				assert.False(t, errors.As(err, &te))
-			}
-		})
-	}
-	t.Run("stops when ctx is done", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(context.Background())
-		runs := 0
-		err := db.Tx(ctx, func(tx *sql.Tx) error {
-			runs++
-			cancel()
-			return busy
-		})
-		assert.Equal(t, 1, runs)
-		assert.Error(t, err)
-	})
-}
+var (
+	_ DBTX = (*Session)(nil)
+	_ DBTX = (*DB)(nil)
+	_ DBTX = (*sql.Tx)(nil)
+)
 
-// txCounter has 64 goroutines add 1 to one counter 200 times each through
-// Tx: the final value must be exact and no error may reach a caller.
-func txCounter(t *testing.T, db *DB, opts ...TxOption) {
+// eachDialect runs f on a SQLite file and on the test PostgreSQL, each
+// with a pool of size connections and a fresh table named table (id, v).
+func eachDialect(t *testing.T, size int, table string, f func(t *testing.T, db *DB)) {
 	t.Helper()
-	ctx := context.Background()
-	_, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS tx_counter")
-	require.NoError(t, err)
-	_, err = db.ExecContext(ctx, "CREATE TABLE tx_counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
-	require.NoError(t, err)
-	_, err = db.ExecContext(ctx, "INSERT INTO tx_counter VALUES (1, 0)")
-	require.NoError(t, err)
-	const goroutines, each = 64, 200
-	var errs atomic.Int64
-	var first firstError
-	var wg sync.WaitGroup
-	for range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range each {
-				err := db.Tx(ctx, func(tx *sql.Tx) error {
-					var n int
-					if err := tx.QueryRowContext(ctx, "SELECT n FROM tx_counter WHERE id = 1").Scan(&n); err != nil {
-						return err
-					}
-					_, err := tx.ExecContext(ctx, "UPDATE tx_counter SET n = $1 WHERE id = 1", n+1)
-					return err
-				}, opts...)
-				if err != nil {
-					errs.Add(1)
-					first.set(err)
-				}
+	pool := WithPool(PoolConfig{MaxOpenConns: size, MaxIdleConns: size})
+	open := map[string]func(t *testing.T) *DB{
+		"sqlite": func(t *testing.T) *DB { return openSQLiteAt(t, filepath.Join(t.TempDir(), "s.db"), pool) },
+		"postgres": func(t *testing.T) *DB {
+			db, _ := openWith(t, testPostgresURL(t), WithStrategy(PrimaryOnly), pool)
+			return db
+		},
+	}
+	for _, name := range []string{"sqlite", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			db := open[name](t)
+			id := "INTEGER PRIMARY KEY"
+			if db.Dialect() == Postgres {
+				id = "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
 			}
-		}()
+			_, err := db.Exec("DROP TABLE IF EXISTS " + table)
+			require.NoError(t, err)
+			_, err = db.Exec("CREATE TABLE " + table + " (id " + id + ", v INTEGER NOT NULL)")
+			require.NoError(t, err)
+			f(t, db)
+			assert.Zero(t, db.Stats().InUse, "every connection went back")
+		})
 	}
-	wg.Wait()
-	if e := first.get(); e != nil {
-		t.Errorf("first error: %v", e)
-	}
-	assert.Zero(t, errs.Load())
+}
+
+// serve runs h as one request through Middleware.
+func serve(db *DB, ctx context.Context, h func(w http.ResponseWriter, r *http.Request)) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	Middleware(db)(http.HandlerFunc(h)).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil).WithContext(ctx))
+	return rec
+}
+
+func count(t *testing.T, db *DB, table string) int {
+	t.Helper()
 	var n int
-	require.NoError(t, db.QueryRowContext(ctx, "SELECT n FROM tx_counter WHERE id = 1").Scan(&n))
-	assert.Equal(t, goroutines*each, n, "no lost update")
-	assert.Zero(t, db.Stats().InUse)
+	require.NoError(t, db.QueryRow("SELECT count(*) FROM "+table).Scan(&n))
+	return n
 }
 
-func TestTxCounterSQLite(t *testing.T) {
-	txCounter(t, openSQLiteAt(t, filepath.Join(t.TempDir(), "counter.db")))
-}
-
-func TestTxCounterPostgres(t *testing.T) {
-	db, _ := openWith(t, testPostgresURL(t), WithPool(PoolConfig{MaxOpenConns: 8}))
-	require.Equal(t, Postgres, db.Dialect())
-	// Read-then-write under SERIALIZABLE: PostgreSQL aborts conflicting
-	// transactions with 40001, which Tx retries. Raise the attempt limit:
-	// 64 writers on one row conflict a lot.
-	txCounter(t, db, WithIsolation(sql.LevelSerializable), WithAttempts(1000))
-}
-
-// TestMiddlewareReleases checks db.Stats().InUse after every request shape.
+// TestMiddlewareReleases checks the connections a handler holds while it
+// runs, and that none is held after, for every request shape.
 func TestMiddlewareReleases(t *testing.T) {
 	db := openSQLiteAt(t, filepath.Join(t.TempDir(), "mw.db"))
 	_, err := db.Exec("CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1), (2)")
 	require.NoError(t, err)
-	var took atomic.Int64
+	var held atomic.Int64
 	tests := []struct {
 		name    string
 		handler func(w http.ResponseWriter, r *http.Request)
-		uses    bool
+		held    int64 // connections in use at the end of the handler
 		panics  bool
 		cancel  bool
 	}{
 		{name: "no database use", handler: func(w http.ResponseWriter, r *http.Request) {
-			took.Store(int64(db.Stats().InUse))
+			held.Store(int64(db.Stats().InUse))
 		}},
-		{name: "query", uses: true, handler: func(w http.ResponseWriter, r *http.Request) {
+		{name: "query", handler: func(w http.ResponseWriter, r *http.Request) {
 			s, _ := SessionFrom(r.Context())
 			var n int
 			s.QueryRowContext(r.Context(), "SELECT count(*) FROM t").Scan(&n)
-			took.Store(int64(db.Stats().InUse))
+			held.Store(int64(db.Stats().InUse))
 		}},
-		{name: "error", uses: true, handler: func(w http.ResponseWriter, r *http.Request) {
+		{name: "error", handler: func(w http.ResponseWriter, r *http.Request) {
 			s, _ := SessionFrom(r.Context())
 			_, err := s.ExecContext(r.Context(), "INSERT INTO missing VALUES (1)")
-			took.Store(int64(db.Stats().InUse))
+			held.Store(int64(db.Stats().InUse))
 			http.Error(w, err.Error(), 500)
 		}},
-		{name: "panic", uses: true, panics: true, handler: func(w http.ResponseWriter, r *http.Request) {
+		{name: "panic", panics: true, handler: func(w http.ResponseWriter, r *http.Request) {
 			s, _ := SessionFrom(r.Context())
 			s.ExecContext(r.Context(), "INSERT INTO t VALUES (3)")
-			took.Store(int64(db.Stats().InUse))
+			held.Store(int64(db.Stats().InUse))
 			panic("handler bug")
 		}},
-		{name: "open rows and transaction left behind", uses: true, handler: func(w http.ResponseWriter, r *http.Request) {
+		{name: "open rows and transaction left behind", held: 2, handler: func(w http.ResponseWriter, r *http.Request) {
 			s, _ := SessionFrom(r.Context())
 			rows, err := s.QueryContext(r.Context(), "SELECT x FROM t")
 			require.NoError(t, err)
@@ -222,22 +119,35 @@ func TestMiddlewareReleases(t *testing.T) {
 			if err == nil {
 				tx.Exec("INSERT INTO t VALUES (4)")
 			}
-			took.Store(int64(db.Stats().InUse))
+			held.Store(int64(db.Stats().InUse))
 		}},
-		{name: "client gone", uses: true, cancel: true, handler: func(w http.ResponseWriter, r *http.Request) {
+		{name: "statement left open", handler: func(w http.ResponseWriter, r *http.Request) {
+			s, _ := SessionFrom(r.Context())
+			st, err := s.PrepareContext(r.Context(), "SELECT x FROM t WHERE x = $1")
+			require.NoError(t, err)
+			var x int
+			require.NoError(t, st.QueryRowContext(r.Context(), 1).Scan(&x))
+			held.Store(int64(db.Stats().InUse))
+		}},
+		{name: "pinned connection", held: 1, handler: func(w http.ResponseWriter, r *http.Request) {
+			s, _ := SessionFrom(r.Context())
+			_, err := s.Conn(r.Context())
+			require.NoError(t, err)
+			s.ExecContext(r.Context(), "SELECT 1")
+			held.Store(int64(db.Stats().InUse))
+		}},
+		{name: "client gone", cancel: true, handler: func(w http.ResponseWriter, r *http.Request) {
 			s, _ := SessionFrom(r.Context())
 			s.ExecContext(r.Context(), "SELECT 1")
-			took.Store(int64(db.Stats().InUse))
+			held.Store(int64(db.Stats().InUse))
 			<-r.Context().Done()
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			took.Store(-1)
-			h := Middleware(db)(http.HandlerFunc(tt.handler))
+			held.Store(-1)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			req := httptest.NewRequest("GET", "/", nil).WithContext(ctx)
 			if tt.cancel {
 				time.AfterFunc(50*time.Millisecond, cancel)
 			}
@@ -247,13 +157,9 @@ func TestMiddlewareReleases(t *testing.T) {
 						t.Fatalf("unexpected panic %v", p)
 					}
 				}()
-				h.ServeHTTP(httptest.NewRecorder(), req)
+				serve(db, ctx, tt.handler)
 			}()
-			if tt.uses {
-				assert.Equal(t, int64(1), took.Load(), "the session took one connection")
-			} else {
-				assert.Equal(t, int64(0), took.Load(), "a handler that does not use the database takes no connection")
-			}
+			assert.Equal(t, tt.held, held.Load(), "connections held while the handler ran")
 			assert.Zero(t, db.Stats().InUse, "released after the handler")
 		})
 	}
@@ -262,96 +168,349 @@ func TestMiddlewareReleases(t *testing.T) {
 	assert.Equal(t, 3, n, "the panic's insert committed (autocommit); the abandoned transaction rolled back")
 }
 
-func TestSessionErrors(t *testing.T) {
+// TestSessionHoldsConnectionOnlyWhileNeeded follows db.Stats().InUse
+// through one request on both dialects.
+func TestSessionHoldsConnectionOnlyWhileNeeded(t *testing.T) {
+	eachDialect(t, 4, "s_hold", func(t *testing.T, db *DB) {
+		inUse := func() int { return db.Stats().InUse }
+		serve(db, context.Background(), func(w http.ResponseWriter, r *http.Request) {
+			ctx := r.Context()
+			s, err := SessionFrom(ctx)
+			require.NoError(t, err)
+			_, err = s.ExecContext(ctx, "INSERT INTO s_hold (v) VALUES (1), (2)")
+			require.NoError(t, err)
+			assert.Equal(t, 0, inUse(), "a statement gives its connection back")
+			var n int
+			require.NoError(t, s.QueryRowContext(ctx, "SELECT count(*) FROM s_hold").Scan(&n))
+			assert.Equal(t, 0, inUse(), "so does a scanned row")
+			rows, err := s.QueryContext(ctx, "SELECT v FROM s_hold")
+			require.NoError(t, err)
+			assert.Equal(t, 1, inUse(), "open rows hold one")
+			rows.Close()
+			assert.Equal(t, 0, inUse())
+			tx, err := s.BeginTx(ctx, nil)
+			require.NoError(t, err)
+			assert.Equal(t, 1, inUse(), "an open transaction holds one")
+			require.NoError(t, tx.Commit())
+			assert.Equal(t, 0, inUse())
+			st, err := s.PrepareContext(ctx, "SELECT v FROM s_hold WHERE v = $1")
+			require.NoError(t, err)
+			require.NoError(t, st.QueryRowContext(ctx, 2).Scan(&n))
+			assert.Equal(t, 0, inUse(), "a statement prepared on the pool holds none between runs")
+			c, err := s.Conn(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, 1, inUse(), "Conn pins one")
+			c2, err := s.Conn(ctx)
+			require.NoError(t, err)
+			assert.Same(t, c, c2, "the same one for the rest of the request")
+			_, err = s.ExecContext(ctx, "INSERT INTO s_hold (v) VALUES (3)")
+			require.NoError(t, err)
+			assert.Equal(t, 1, inUse(), "and the session's statements run on it")
+		})
+		assert.Equal(t, 3, count(t, db, "s_hold"))
+	})
+}
+
+// TestSessionConnPins: what needs one connection (a session setting, a
+// temporary table, SQLite's last_insert_rowid) works across statements
+// once the session is pinned.
+func TestSessionConnPins(t *testing.T) {
+	eachDialect(t, 4, "s_pin", func(t *testing.T, db *DB) {
+		serve(db, context.Background(), func(w http.ResponseWriter, r *http.Request) {
+			ctx := r.Context()
+			s, _ := SessionFrom(ctx)
+			_, err := s.Conn(ctx)
+			require.NoError(t, err)
+			_, err = s.ExecContext(ctx, "CREATE TEMPORARY TABLE scratch (x INTEGER)")
+			require.NoError(t, err)
+			_, err = s.ExecContext(ctx, "INSERT INTO scratch VALUES (42)")
+			require.NoError(t, err)
+			var x int
+			require.NoError(t, s.QueryRowContext(ctx, "SELECT x FROM scratch").Scan(&x))
+			assert.Equal(t, 42, x, "the temporary table is still there")
+			if db.Dialect() == Postgres {
+				_, err = s.ExecContext(ctx, "SET application_name = 'pinned'")
+				require.NoError(t, err)
+				var app string
+				require.NoError(t, s.QueryRowContext(ctx, "SHOW application_name").Scan(&app))
+				assert.Equal(t, "pinned", app)
+				return
+			}
+			_, err = s.ExecContext(ctx, "INSERT INTO s_pin (v) VALUES (7)")
+			require.NoError(t, err)
+			var id, last int64
+			require.NoError(t, db.QueryRow("SELECT max(id) FROM s_pin").Scan(&id))
+			require.NoError(t, s.QueryRowContext(ctx, "SELECT last_insert_rowid()").Scan(&last))
+			assert.Equal(t, id, last)
+		})
+	})
+}
+
+// TestSessionAfterRequest: once its request ended, every method of a
+// session fails with ErrSessionDone and nothing reaches the database;
+// what the request opened is closed.
+func TestSessionAfterRequest(t *testing.T) {
+	eachDialect(t, 4, "s_after", func(t *testing.T, db *DB) {
+		type leftovers struct {
+			s    *Session
+			tx   *sql.Tx
+			rows *sql.Rows
+			st   *sql.Stmt
+			conn *sql.Conn
+		}
+		capture := func(pin bool) leftovers {
+			var l leftovers
+			serve(db, context.Background(), func(w http.ResponseWriter, r *http.Request) {
+				ctx := r.Context()
+				l.s, _ = SessionFrom(ctx)
+				var err error
+				if pin {
+					l.conn, err = l.s.Conn(ctx)
+					require.NoError(t, err)
+				}
+				l.st, err = l.s.PrepareContext(ctx, "INSERT INTO s_after (v) VALUES ($1)")
+				require.NoError(t, err)
+				l.rows, err = l.s.QueryContext(ctx, "SELECT 1")
+				require.NoError(t, err)
+				if pin {
+					l.rows.Close() // a pinned connection runs one thing at a time on PostgreSQL
+				}
+				l.tx, err = l.s.BeginTx(ctx, nil)
+				require.NoError(t, err)
+				_, err = l.tx.ExecContext(ctx, "INSERT INTO s_after (v) VALUES (-1)")
+				require.NoError(t, err)
+			})
+			return l
+		}
+		insert := "INSERT INTO s_after (v) VALUES ($1) RETURNING id"
+		for _, pin := range []bool{false, true} {
+			t.Run(fmt.Sprintf("pinned=%v", pin), func(t *testing.T) {
+				l := capture(pin)
+				ctx := context.Background()
+				methods := []struct {
+					name string
+					call func() error
+				}{
+					{"ExecContext", func() error { _, err := l.s.ExecContext(ctx, insert, 1); return err }},
+					{"QueryContext", func() error { _, err := l.s.QueryContext(ctx, insert, 2); return err }},
+					{"QueryRowContext", func() error { var id int64; return l.s.QueryRowContext(ctx, insert, 3).Scan(&id) }},
+					{"PrepareContext", func() error { _, err := l.s.PrepareContext(ctx, insert); return err }},
+					{"BeginTx", func() error { _, err := l.s.BeginTx(ctx, nil); return err }},
+					{"Conn", func() error { _, err := l.s.Conn(ctx); return err }},
+				}
+				for _, m := range methods {
+					assert.ErrorIs(t, m.call(), ErrSessionDone, m.name)
+				}
+				_, err := l.tx.ExecContext(ctx, "INSERT INTO s_after (v) VALUES (4)")
+				assert.ErrorIs(t, err, sql.ErrTxDone, "the transaction was rolled back")
+				assert.False(t, l.rows.Next(), "the rows were closed")
+				_, err = l.st.ExecContext(ctx, 5)
+				assert.ErrorContains(t, err, "statement is closed")
+				if pin {
+					_, err = l.conn.ExecContext(ctx, "SELECT 1")
+					assert.ErrorIs(t, err, sql.ErrConnDone, "the pinned connection went back")
+				}
+				assert.Zero(t, count(t, db, "s_after"), "nothing reached the database")
+			})
+		}
+	})
+}
+
+// TestSessionMixedWithPool: as many concurrent requests as the pool has
+// connections, each mixing session reads, session statements, session
+// rows and pool queries, all meeting at a barrier after their first
+// session call (where a session that kept its connection would hold the
+// whole pool). None may hit its 3s deadline.
+func TestSessionMixedWithPool(t *testing.T) {
+	const size, rounds = 4, 5
+	eachDialect(t, size, "s_mix", func(t *testing.T, db *DB) {
+		var first firstError
+		for round := range rounds {
+			var arrived sync.WaitGroup
+			arrived.Add(size)
+			var wg sync.WaitGroup
+			for i := range size {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+					defer cancel()
+					rec := serve(db, ctx, func(w http.ResponseWriter, r *http.Request) {
+						ctx := r.Context()
+						s, _ := SessionFrom(ctx)
+						fail := func(err error) bool {
+							if err != nil {
+								first.set(err)
+								http.Error(w, err.Error(), 500)
+							}
+							return err != nil
+						}
+						var n int
+						if fail(s.QueryRowContext(ctx, "SELECT count(*) FROM s_mix").Scan(&n)) {
+							arrived.Done()
+							return
+						}
+						arrived.Done()
+						arrived.Wait() // every request is past its first session call
+						if fail(db.QueryRowContext(ctx, "SELECT count(*) FROM s_mix").Scan(&n)) {
+							return
+						}
+						if _, err := s.ExecContext(ctx, "INSERT INTO s_mix (v) VALUES ($1)", round*size+i); fail(err) {
+							return
+						}
+						rows, err := s.QueryContext(ctx, "SELECT v FROM s_mix ORDER BY v LIMIT 3")
+						if fail(err) {
+							return
+						}
+						for rows.Next() {
+						}
+						if fail(rows.Close()) {
+							return
+						}
+						_, err = db.ExecContext(ctx, "INSERT INTO s_mix (v) VALUES ($1)", -(round*size + i + 1))
+						fail(err)
+					})
+					if rec.Code != 200 {
+						first.set(fmt.Errorf("status %d: %s", rec.Code, rec.Body))
+					}
+				}()
+			}
+			wg.Wait()
+		}
+		require.NoError(t, first.get())
+		assert.Equal(t, 2*size*rounds, count(t, db, "s_mix"))
+	})
+}
+
+// TestSessionWriteTxWithPoolWrite: a handler whose session transaction
+// writes, then writes outside it. On PostgreSQL that is two transactions;
+// on SQLite the outside write would wait for the handler's own write
+// lock, so it fails at once, saying so.
+func TestSessionWriteTxWithPoolWrite(t *testing.T) {
+	eachDialect(t, 4, "s_own", func(t *testing.T, db *DB) {
+		serve(db, context.Background(), func(w http.ResponseWriter, r *http.Request) {
+			ctx := r.Context()
+			s, _ := SessionFrom(ctx)
+			tx, err := s.BeginTx(ctx, nil)
+			require.NoError(t, err)
+			_, err = tx.ExecContext(ctx, "INSERT INTO s_own (v) VALUES (1)")
+			require.NoError(t, err)
+			st, err := s.PrepareContext(ctx, "INSERT INTO s_own (v) VALUES ($1)")
+			require.NoError(t, err)
+			writes := []struct {
+				name  string
+				write func() error
+			}{
+				{"session exec", func() error { _, err := s.ExecContext(ctx, "INSERT INTO s_own (v) VALUES (2)"); return err }},
+				{"pool exec", func() error { _, err := db.ExecContext(ctx, "INSERT INTO s_own (v) VALUES (3)"); return err }},
+				{"session insert returning", func() error {
+					var id int64
+					return s.QueryRowContext(ctx, "INSERT INTO s_own (v) VALUES (4) RETURNING id").Scan(&id)
+				}},
+				{"prepared statement", func() error { _, err := st.ExecContext(ctx, 5); return err }},
+				{"db.Tx with the request's context", func() error {
+					return db.Tx(ctx, func(tx *sql.Tx) error {
+						_, err := tx.ExecContext(ctx, "INSERT INTO s_own (v) VALUES (6)")
+						return err
+					})
+				}},
+				{"a second session transaction", func() error {
+					tx2, err := s.BeginTx(ctx, nil)
+					if err != nil {
+						return err
+					}
+					if _, err := tx2.ExecContext(ctx, "INSERT INTO s_own (v) VALUES (7)"); err != nil {
+						tx2.Rollback()
+						return err
+					}
+					return tx2.Commit()
+				}},
+			}
+			for _, wr := range writes {
+				start := time.Now()
+				err := wr.write()
+				if db.Dialect() == Postgres {
+					assert.NoError(t, err, "%s: another transaction on PostgreSQL", wr.name)
+					continue
+				}
+				assert.ErrorIs(t, err, errOwnWriteLock, wr.name)
+				assert.Less(t, time.Since(start), time.Second, "%s fails fast", wr.name)
+				assert.False(t, IsRetryable(err))
+			}
+			var n int
+			assert.NoError(t, s.QueryRowContext(ctx, "SELECT count(*) FROM s_own").Scan(&n), "reads still work")
+			require.NoError(t, tx.Commit())
+			ro, err := s.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+			require.NoError(t, err)
+			_, err = s.ExecContext(ctx, "INSERT INTO s_own (v) VALUES (8)")
+			assert.NoError(t, err, "a read-only transaction holds no write lock")
+			require.NoError(t, ro.Commit())
+		})
+		want := 2
+		if db.Dialect() == Postgres {
+			want = 8
+		}
+		assert.Equal(t, want, count(t, db, "s_own"))
+	})
+}
+
+// TestSessionConcurrentEnd: goroutines of a request keep using its
+// session while the request ends. Calls fail cleanly after the end,
+// nothing panics, and every connection goes back.
+func TestSessionConcurrentEnd(t *testing.T) {
+	eachDialect(t, 4, "s_race", func(t *testing.T, db *DB) {
+		var wg sync.WaitGroup
+		var after atomic.Int64
+		for range 10 {
+			serve(db, context.Background(), func(w http.ResponseWriter, r *http.Request) {
+				s, _ := SessionFrom(r.Context())
+				for g := range 4 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						ctx := context.Background() // outlives the request
+						for i := range 20 {
+							var err error
+							switch (g + i) % 5 {
+							case 0:
+								_, err = s.ExecContext(ctx, "INSERT INTO s_race (v) VALUES ($1)", i)
+							case 1:
+								var n int
+								err = s.QueryRowContext(ctx, "SELECT count(*) FROM s_race").Scan(&n)
+							case 2:
+								var rows *sql.Rows
+								if rows, err = s.QueryContext(ctx, "SELECT v FROM s_race"); err == nil {
+									rows.Close()
+								}
+							case 3:
+								var tx *sql.Tx
+								if tx, err = s.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}); err == nil {
+									tx.Rollback()
+								}
+							case 4:
+								var st *sql.Stmt
+								if st, err = s.PrepareContext(ctx, "SELECT 1"); err == nil {
+									st.Close()
+								}
+							}
+							if errors.Is(err, ErrSessionDone) {
+								after.Add(1)
+							} else if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, sql.ErrTxDone) {
+								t.Errorf("unexpected error: %v", err)
+							}
+						}
+					}()
+				}
+				time.Sleep(time.Millisecond)
+			})
+		}
+		wg.Wait()
+		assert.Positive(t, after.Load(), "calls after the end fail with ErrSessionDone")
+		require.Eventually(t, func() bool { return db.Stats().InUse == 0 }, 5*time.Second, 10*time.Millisecond)
+	})
+}
+
+func TestSessionFromWithoutMiddleware(t *testing.T) {
 	_, err := SessionFrom(context.Background())
 	assert.ErrorIs(t, err, ErrNoSession)
-	db := openSQLiteAt(t, filepath.Join(t.TempDir(), "s.db"))
-	var kept *Session
-	Middleware(db)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		kept, _ = SessionFrom(r.Context())
-	})).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
-	_, err = kept.ExecContext(context.Background(), "SELECT 1")
-	assert.ErrorIs(t, err, errSessionDone, "a session does not outlive its request")
-	var x int
-	assert.NoError(t, kept.QueryRowContext(context.Background(), "SELECT 1").Scan(&x), "QueryRowContext falls back to the pool")
-}
-
-// healthJSON fetches the health handler's response.
-func healthJSON(t *testing.T, db *DB, method string) (int, map[string]any, string) {
-	t.Helper()
-	rec := httptest.NewRecorder()
-	db.HealthHandler().ServeHTTP(rec, httptest.NewRequest(method, "/healthz", nil))
-	var m map[string]any
-	if method == http.MethodGet {
-		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &m), rec.Body.String())
-	}
-	return rec.Code, m, rec.Body.String()
-}
-
-func TestHealthHandler(t *testing.T) {
-	t.Run("fallback", func(t *testing.T) {
-		isolatedDirs(t)
-		db, err := Open(context.Background(), env("DATABASE_URL", "mysql://root:Hunter22@db/app"), withDataDir(""))
-		require.NoError(t, err)
-		defer db.Close()
-		code, m, body := healthJSON(t, db, http.MethodGet)
-		assert.Equal(t, http.StatusOK, code)
-		assert.Equal(t, "up", m["status"])
-		assert.Equal(t, "sqlite", m["dialect"])
-		assert.Equal(t, true, m["fallback"])
-		assert.Equal(t, true, m["ephemeral"])
-		assert.Contains(t, m["reason"], "DATABASE_URL is not usable")
-		assert.Equal(t, "file:data/app.db", m["target"])
-		assert.IsType(t, float64(0), m["latency_ms"])
-		assert.NotContains(t, m, "primary_up")
-		assert.NotContains(t, m, "error")
-		assert.NotContains(t, body, "Hunter22")
-
-		code, _, body = healthJSON(t, db, http.MethodHead)
-		assert.Equal(t, http.StatusOK, code)
-		assert.Empty(t, body)
-		rec := httptest.NewRecorder()
-		db.HealthHandler().ServeHTTP(rec, httptest.NewRequest("POST", "/healthz", nil))
-		assert.Equal(t, http.StatusMethodNotAllowed, rec.Code)
-	})
-	t.Run("primary", func(t *testing.T) {
-		url := testPostgresURL(t)
-		db, _ := openWith(t, url)
-		code, m, body := healthJSON(t, db, http.MethodGet)
-		assert.Equal(t, http.StatusOK, code)
-		assert.Equal(t, "up", m["status"])
-		assert.Equal(t, "postgres", m["dialect"])
-		assert.Equal(t, false, m["fallback"])
-		assert.Equal(t, false, m["ephemeral"])
-		assert.NotContains(t, m, "reason")
-		assert.True(t, strings.HasPrefix(m["target"].(string), "postgres://"))
-		assert.Contains(t, m["target"], ":xxxxx@")
-		pw, _ := db.Target().Password()
-		assert.NotContains(t, body, pw)
-		assert.NotContains(t, body, escapeComponent(pw))
-	})
-	t.Run("stopped database", func(t *testing.T) {
-		srv := startPGServer(t)
-		db, _ := openWith(t, strings.Replace(srv.url(), "postgres@", "postgres:Hunter22@", 1))
-		require.Equal(t, Postgres, db.Dialect())
-		srv.stop("immediate")
-		code, m, body := healthJSON(t, db, http.MethodGet)
-		assert.Equal(t, http.StatusServiceUnavailable, code)
-		assert.Equal(t, "down", m["status"])
-		assert.NotEmpty(t, m["error"])
-		assert.NotContains(t, body, "Hunter22")
-		code, _, _ = healthJSON(t, db, http.MethodHead)
-		assert.Equal(t, http.StatusServiceUnavailable, code)
-	})
-	t.Run("probe result", func(t *testing.T) {
-		isolatedDirs(t)
-		db, err := Open(context.Background(), env("DATABASE_URL", "postgres://u:Hunter22@127.0.0.1:1/app"), withDataDir(""),
-			WithRecoveryProbe(20*time.Millisecond, nil), WithConnectTimeout(200*time.Millisecond))
-		require.NoError(t, err)
-		defer db.Close()
-		require.Eventually(t, func() bool {
-			_, m, _ := healthJSON(t, db, http.MethodGet)
-			return m["primary_up"] == false
-		}, 5*time.Second, 20*time.Millisecond)
-	})
 }

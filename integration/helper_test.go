@@ -1,0 +1,40 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/dbfallback/dbfallback"
+	"github.com/stretchr/testify/require"
+)
+
+// dialects are the databases every integration test runs on.
+var dialects = []string{"sqlite", "postgres"}
+
+// open opens a dbfallback DB on dialect: SQLite on a file under
+// t.TempDir(), or the PostgreSQL server of DBFALLBACK_TEST_DATABASE_URL
+// (the test skips, saying why, when it is unset; .ci/run sets it, and a
+// skip fails CI).
+func open(t *testing.T, dialect string) *dbfallback.DB {
+	t.Helper()
+	lookup := func(string) (string, bool) { return "", false }
+	opts := []dbfallback.Option{dbfallback.WithLookupEnv(lookup)}
+	switch dialect {
+	case "sqlite":
+		opts = append(opts, dbfallback.WithStrategy(dbfallback.SQLiteOnly),
+			dbfallback.WithSQLitePath(filepath.Join(t.TempDir(), "app.db")))
+	case "postgres":
+		url := os.Getenv("DBFALLBACK_TEST_DATABASE_URL")
+		if url == "" {
+			t.Skip("needs PostgreSQL: set DBFALLBACK_TEST_DATABASE_URL (.ci/run starts a server and sets it)")
+		}
+		opts = append(opts, dbfallback.WithStrategy(dbfallback.PrimaryOnly), dbfallback.WithURL(url))
+	}
+	db, err := dbfallback.Open(context.Background(), opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	require.Equal(t, dbfallback.Dialect(dialect), db.Dialect())
+	return db
+}

@@ -1,0 +1,463 @@
+package dbfallback
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// sqlite_gate.go is the in-process write queue of a SQLite pool and how
+// its waits end. SQLite allows one writer at a time; left to its busy
+// handler, writers poll for the lock and the unlucky ones see "database
+// is locked". Here every write of the process (a write transaction, a
+// statement outside a transaction, a prepared write) first takes one
+// gate, so writers queue in order, and only other processes meet
+// SQLite's busy handler.
+//
+// Every wait is bounded by the pool's busy timeout, once: a writer that
+// waited for the gate has its busy timeout shortened by that wait, and a
+// wait that used the whole timeout ends in a *lockWaitError, which Tx does
+// not retry. A write that would wait for its own request's transaction
+// fails at once (errOwnWriteLock).
+
+// writeGate serializes SQLite writers inside the process. Waiters queue in
+// order instead of polling the busy handler, so no writer starves and
+// none sees "database is locked".
+type writeGate struct {
+	ch chan struct{}
+	// wait is the pool's busy timeout: the longest a writer waits for the
+	// gate and the lock together. Set before the pool is shared.
+	wait time.Duration
+	// owner is the session whose transaction holds the gate, nil when the
+	// holder is not a transaction begun with a session's context.
+	owner atomic.Pointer[Session]
+	// since is when the holder took the gate (UnixNano).
+	since atomic.Int64
+}
+
+func newWriteGate(wait time.Duration) *writeGate {
+	return &writeGate{ch: make(chan struct{}, 1), wait: wait}
+}
+
+// gateSlack is how long a writer may wait for the gate before its busy
+// timeout is shortened by the wait: shorter waits are the normal queue
+// and not worth two PRAGMA statements.
+const gateSlack = 50 * time.Millisecond
+
+// errWriteLockWait is what a writer that waited the whole busy timeout for
+// the gate wraps (in a *lockWaitError).
+var errWriteLockWait = errors.New("the SQLite write lock stayed taken for the whole busy timeout")
+
+// errWriteLockBusy reports a taken gate when the busy timeout is zero: as
+// SQLite's own busy at once, it is retryable.
+var errWriteLockBusy = errors.New("dbfallback: SQLite write: the write lock is taken and the busy timeout is 0")
+
+// errOwnWriteLock reports a write that would wait for its own request's
+// transaction: the lock would never come.
+var errOwnWriteLock = errors.New("dbfallback: SQLite write: this request's own transaction holds the write lock, so the write would wait for itself until the busy timeout; run it on the transaction (tx.ExecContext), or after Commit")
+
+// acquire takes the gate for a writer whose context is ctx, and returns
+// how long it waited. It fails at once with errOwnWriteLock when ctx
+// carries the session whose transaction holds the gate, with a
+// *lockWaitError after the busy timeout, and with ctx's error when ctx
+// ends first.
+func (g *writeGate) acquire(ctx context.Context) (time.Duration, error) {
+	select {
+	case g.ch <- struct{}{}:
+		return 0, nil
+	default:
+	}
+	if s := sessionOf(ctx); s != nil && g.owner.Load() == s {
+		return 0, errOwnWriteLock
+	}
+	if g.wait <= 0 {
+		return 0, errWriteLockBusy
+	}
+	start := time.Now()
+	timer := time.NewTimer(g.wait)
+	defer timer.Stop()
+	select {
+	case g.ch <- struct{}{}:
+		return time.Since(start), nil
+	case <-ctx.Done():
+		return time.Since(start), ctx.Err()
+	case <-timer.C:
+		held := time.Duration(0)
+		if since := g.since.Load(); since != 0 {
+			held = time.Since(time.Unix(0, since))
+		}
+		return time.Since(start), &lockWaitError{waited: time.Since(start), held: held, err: errWriteLockWait}
+	}
+}
+
+// hold records who took the gate: the session of a transaction's context,
+// nil for a single statement.
+func (g *writeGate) hold(owner *Session) {
+	g.owner.Store(owner)
+	g.since.Store(time.Now().UnixNano())
+}
+
+func (g *writeGate) release() {
+	g.owner.Store(nil)
+	g.since.Store(0)
+	<-g.ch
+}
+
+// lockWaitError reports a writer that waited the whole busy timeout: for
+// the gate (another transaction of this process holds it) or in SQLite's
+// busy handler (another process holds the database lock). Waiting again
+// would wait as long again, so it is not retryable.
+type lockWaitError struct {
+	waited time.Duration
+	held   time.Duration // how long the gate's holder had it; 0 when not known
+	err    error         // errWriteLockWait, or SQLite's SQLITE_BUSY
+}
+
+func (e *lockWaitError) Error() string {
+	waited := e.waited.Round(time.Millisecond)
+	if errors.Is(e.err, errWriteLockWait) {
+		return fmt.Sprintf("dbfallback: SQLite write: waited %s (the busy timeout) for the write lock, held %s by a transaction of this process: likely a transaction left open, or a write through db or the session instead of tx inside db.Tx or a session transaction",
+			waited, e.held.Round(time.Millisecond))
+	}
+	return fmt.Sprintf("dbfallback: SQLite write: waited %s (the busy timeout) for the database lock, held by another connection: likely a transaction left open in another process: %v", waited, e.err)
+}
+
+func (e *lockWaitError) Unwrap() error { return e.err }
+
+// lockWait turns SQLITE_BUSY that came after waiting at least half the
+// busy timeout into a *lockWaitError. SQLite's busy handler gives up only
+// when the timeout has passed, so such a busy means it waited; a busy
+// reported at once (a snapshot conflict, a lock that waiting cannot
+// resolve) is left as it is, and stays retryable.
+func (g *writeGate) lockWait(err error, waited time.Duration) error {
+	var se sqlite3.Error
+	if g.wait > 0 && waited >= g.wait/2 && errors.As(err, &se) && int(se.ExtendedCode) == int(sqlite3.ErrBusy) {
+		return &lockWaitError{waited: waited, err: err}
+	}
+	return err
+}
+
+// sessionOf returns the session a context carries (see [Middleware]).
+func sessionOf(ctx context.Context) *Session {
+	s, _ := ctx.Value(sessionKey{}).(*Session)
+	return s
+}
+
+// gatedConnector opens go-sqlite3 connections that take the write gate for
+// write transactions and for writes outside a transaction.
+type gatedConnector struct {
+	dsn  string
+	gate *writeGate
+}
+
+func (c *gatedConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := (&sqlite3.SQLiteDriver{}).Open(c.dsn)
+	if err != nil {
+		return nil, err
+	}
+	return &gatedConn{SQLiteConn: conn.(*sqlite3.SQLiteConn), gate: c.gate}, nil
+}
+
+func (c *gatedConnector) Driver() driver.Driver { return &sqlite3.SQLiteDriver{} }
+
+// gatedConn wraps a go-sqlite3 connection. database/sql uses one
+// connection from one goroutine at a time, so inTx needs no lock.
+type gatedConn struct {
+	*sqlite3.SQLiteConn
+	gate *writeGate
+	inTx bool
+}
+
+// take acquires the gate for one write, shortens the connection's busy
+// timeout by a long wait for it, and returns the function that undoes
+// both, and when the wait began.
+func (c *gatedConn) take(ctx context.Context, owner *Session) (done func(), start time.Time, err error) {
+	start = time.Now()
+	waited, err := c.gate.acquire(ctx)
+	if err != nil {
+		return nil, start, err
+	}
+	c.gate.hold(owner)
+	restore := c.shortenBusy(waited)
+	return func() {
+		restore()
+		c.gate.release()
+	}, start, nil
+}
+
+// shortenBusy lowers the busy timeout by a wait for the gate longer than
+// gateSlack, so that the gate and SQLite's busy handler together wait no
+// longer than the busy timeout; the returned function restores it.
+func (c *gatedConn) shortenBusy(waited time.Duration) func() {
+	if waited <= gateSlack || c.gate.wait <= 0 {
+		return func() {}
+	}
+	left := max(c.gate.wait-waited, time.Millisecond)
+	if _, err := c.SQLiteConn.ExecContext(context.Background(), fmt.Sprintf("PRAGMA busy_timeout = %d", left.Milliseconds()), nil); err != nil {
+		return func() {}
+	}
+	return func() {
+		c.SQLiteConn.ExecContext(context.Background(), fmt.Sprintf("PRAGMA busy_timeout = %d", c.gate.wait.Milliseconds()), nil)
+	}
+}
+
+func (c *gatedConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	if opts.ReadOnly {
+		// A deferred BEGIN: readers share the database in WAL mode and need
+		// no write lock. query_only makes SQLite refuse writes, as the
+		// caller asked.
+		if _, err := c.SQLiteConn.ExecContext(ctx, "PRAGMA query_only = 1", nil); err != nil {
+			return nil, err
+		}
+		if _, err := c.SQLiteConn.ExecContext(ctx, "BEGIN", nil); err != nil {
+			c.SQLiteConn.ExecContext(context.Background(), "PRAGMA query_only = 0", nil)
+			return nil, err
+		}
+		c.inTx = true
+		return &gatedTx{conn: c}, nil
+	}
+	done, start, err := c.take(ctx, sessionOf(ctx))
+	if err != nil {
+		return nil, err
+	}
+	tx, err := c.SQLiteConn.BeginTx(ctx, opts)
+	if err != nil {
+		done()
+		return nil, c.gate.lockWait(err, time.Since(start))
+	}
+	c.inTx = true
+	return &gatedTx{conn: c, inner: tx, done: done}, nil
+}
+
+func (c *gatedConn) Begin() (driver.Tx, error) {
+	return c.BeginTx(context.Background(), driver.TxOptions{})
+}
+
+func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if c.inTx {
+		return c.SQLiteConn.ExecContext(ctx, query, args)
+	}
+	done, start, err := c.take(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	res, err := c.SQLiteConn.ExecContext(ctx, query, args)
+	return res, c.gate.lockWait(err, time.Since(start))
+}
+
+// QueryContext runs a query; one that writes (INSERT … RETURNING) outside
+// a transaction holds the gate until its rows are closed, as SQLite holds
+// the write lock until then.
+func (c *gatedConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if c.inTx || !c.writes(ctx, query) {
+		return c.SQLiteConn.QueryContext(ctx, query, args)
+	}
+	done, start, err := c.take(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := c.SQLiteConn.QueryContext(ctx, query, args)
+	if err != nil {
+		done()
+		return nil, c.gate.lockWait(err, time.Since(start))
+	}
+	return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), gate: c.gate, done: done, waited: time.Since(start)}, nil
+}
+
+// writes reports whether query's first statement may write. A query that
+// starts with SELECT or VALUES only reads; anything else is asked of
+// SQLite (sqlite3_stmt_readonly), and an error counts as a write, to be
+// reported by the real run.
+func (c *gatedConn) writes(ctx context.Context, query string) bool {
+	switch strings.ToUpper(firstKeyword(query)) {
+	case "SELECT", "VALUES":
+		return false
+	}
+	st, err := c.SQLiteConn.PrepareContext(ctx, query)
+	if err != nil {
+		return true
+	}
+	defer st.Close()
+	return !st.(*sqlite3.SQLiteStmt).Readonly()
+}
+
+// PrepareContext prepares a statement whose executions outside a
+// transaction take the gate when SQLite says the statement writes.
+func (c *gatedConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	st, err := c.SQLiteConn.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	ss := st.(*sqlite3.SQLiteStmt)
+	return &gatedStmt{SQLiteStmt: ss, conn: c, readonly: ss.Readonly()}, nil
+}
+
+func (c *gatedConn) Prepare(query string) (driver.Stmt, error) {
+	return c.PrepareContext(context.Background(), query)
+}
+
+// firstKeyword returns the first word of query after blanks, comments and
+// opening parentheses.
+func firstKeyword(q string) string {
+	for {
+		q = strings.TrimLeft(q, " \t\r\n\f(")
+		switch {
+		case strings.HasPrefix(q, "--"):
+			i := strings.IndexByte(q, '\n')
+			if i < 0 {
+				return ""
+			}
+			q = q[i+1:]
+		case strings.HasPrefix(q, "/*"):
+			i := strings.Index(q[2:], "*/")
+			if i < 0 {
+				return ""
+			}
+			q = q[i+4:]
+		default:
+			end := strings.IndexFunc(q, func(r rune) bool {
+				return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+			})
+			if end < 0 {
+				return q
+			}
+			return q[:end]
+		}
+	}
+}
+
+// gatedStmt is a prepared statement that takes the gate to write outside a
+// transaction.
+type gatedStmt struct {
+	*sqlite3.SQLiteStmt
+	conn     *gatedConn
+	readonly bool
+}
+
+func (s *gatedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	if s.readonly || s.conn.inTx {
+		return s.SQLiteStmt.ExecContext(ctx, args)
+	}
+	done, start, err := s.conn.take(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	res, err := s.SQLiteStmt.ExecContext(ctx, args)
+	return res, s.conn.gate.lockWait(err, time.Since(start))
+}
+
+func (s *gatedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	if s.readonly || s.conn.inTx {
+		return s.SQLiteStmt.QueryContext(ctx, args)
+	}
+	done, start, err := s.conn.take(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.SQLiteStmt.QueryContext(ctx, args)
+	if err != nil {
+		done()
+		return nil, s.conn.gate.lockWait(err, time.Since(start))
+	}
+	return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), gate: s.conn.gate, done: done, waited: time.Since(start)}, nil
+}
+
+// gatedRows are the rows of a write outside a transaction: they hold the
+// gate until closed. go-sqlite3 takes the first step when the query runs,
+// so a busy error met then is reported by the first Next, and classified
+// with the time the query waited.
+type gatedRows struct {
+	*sqlite3.SQLiteRows
+	gate   *writeGate
+	done   func() // releases the gate; nil once called
+	waited time.Duration
+	nexted bool
+}
+
+func (r *gatedRows) Next(dest []driver.Value) error {
+	err := r.SQLiteRows.Next(dest)
+	if !r.nexted {
+		r.nexted = true
+		if err != nil && err != io.EOF {
+			err = r.gate.lockWait(err, r.waited)
+		}
+	}
+	return err
+}
+
+func (r *gatedRows) Close() error {
+	err := r.SQLiteRows.Close()
+	if r.done != nil {
+		r.done()
+		r.done = nil
+	}
+	return err
+}
+
+// The column-type methods database/sql looks for on rows.
+
+func (r *gatedRows) ColumnTypeDatabaseTypeName(i int) string {
+	return r.SQLiteRows.ColumnTypeDatabaseTypeName(i)
+}
+
+func (r *gatedRows) ColumnTypeNullable(i int) (nullable, ok bool) {
+	return r.SQLiteRows.ColumnTypeNullable(i)
+}
+
+func (r *gatedRows) ColumnTypeScanType(i int) reflect.Type { return r.SQLiteRows.ColumnTypeScanType(i) }
+
+// gatedTx ends a transaction and releases the gate it holds.
+type gatedTx struct {
+	conn  *gatedConn
+	inner driver.Tx // nil for a read-only transaction begun by hand
+	done  func()    // releases the gate; nil for a read-only transaction
+}
+
+func (t *gatedTx) Commit() error { return t.end("COMMIT") }
+
+func (t *gatedTx) Rollback() error { return t.end("ROLLBACK") }
+
+func (t *gatedTx) end(stmt string) error {
+	defer func() {
+		t.conn.inTx = false
+		if t.done != nil {
+			t.done()
+			t.done = nil
+		}
+	}()
+	if t.inner != nil {
+		if stmt == "COMMIT" {
+			return t.inner.Commit()
+		}
+		return t.inner.Rollback()
+	}
+	_, err := t.conn.SQLiteConn.ExecContext(context.Background(), stmt, nil)
+	if err != nil && stmt == "COMMIT" {
+		t.conn.SQLiteConn.ExecContext(context.Background(), "ROLLBACK", nil)
+	}
+	if _, qerr := t.conn.SQLiteConn.ExecContext(context.Background(), "PRAGMA query_only = 0", nil); qerr != nil && err == nil {
+		err = qerr
+	}
+	return err
+}
+
+// busyTimeout reads the pool's busy timeout (the URL's _busy_timeout, or
+// the default), which the gate's waits share.
+func busyTimeout(ctx context.Context, db *sql.DB) (time.Duration, error) {
+	var ms int64
+	if err := db.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&ms); err != nil {
+		return 0, err
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}

@@ -1,0 +1,122 @@
+package dbfallback
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/mattn/go-sqlite3"
+)
+
+// TxError is the error [DB.Tx] returns when a retryable conflict outlasted
+// the retry budget; errors.Is and errors.As see the last attempt's error.
+type TxError struct {
+	// Attempts is how many times fn ran.
+	Attempts int
+	// Err is the last attempt's error.
+	Err error
+}
+
+// Error says how many attempts ran and why the last one failed.
+func (e *TxError) Error() string {
+	return fmt.Sprintf("dbfallback: transaction failed after %d attempts: %v", e.Attempts, e.Err)
+}
+
+// Unwrap returns the last attempt's error.
+func (e *TxError) Unwrap() error { return e.Err }
+
+// ErrCommitUnknown matches (with errors.Is) the error of a commit whose
+// outcome is unknown: the connection was lost, the server ended the
+// session, or ctx ended while COMMIT was under way. The transaction may
+// have committed or not; only the database can tell (read back what it
+// wrote, or make the write idempotent). [DB.Tx] never retries it, since
+// running fn again could apply it twice. The error also wraps the
+// driver's, so errors.Is(err, context.DeadlineExceeded) still works.
+var ErrCommitUnknown = errors.New("dbfallback: commit outcome unknown")
+
+// commitUnknownError wraps a commit failure that leaves the outcome open.
+type commitUnknownError struct{ err error }
+
+func (e *commitUnknownError) Error() string {
+	return "dbfallback: commit outcome unknown (the connection was lost or ctx ended during COMMIT; the transaction may have committed): " + e.err.Error()
+}
+
+func (e *commitUnknownError) Unwrap() []error { return []error{ErrCommitUnknown, e.err} }
+
+// commitOutcomeUnknown reports whether a failed Commit may have committed.
+// It lists the failures that prove the transaction did not commit and
+// calls everything else unknown, so that doubt is never reported as a
+// rollback.
+//
+// A context error is unknown: pgx returns context.Canceled itself when ctx
+// ends while it waits for COMMIT's answer, the same error database/sql
+// returns when ctx ended before COMMIT was sent. runTx does not call
+// Commit once ctx is done, so only a ctx that ends in between is
+// misreported, as unknown, which is never wrong.
+func commitOutcomeUnknown(err error) bool {
+	//
+	// pgconn.SafeToRetry does not prove that COMMIT was not sent: pgx
+	// returns its "conn closed" error, which it calls safe to retry, when
+	// the server closes the connection after a COMMIT that it made durable
+	// (a backend terminated while waiting for a synchronous standby).
+	if errors.Is(err, sql.ErrTxDone) || // already ended: nothing was sent
+		errors.Is(err, pgx.ErrTxCommitRollback) { // the server rolled back a failed transaction
+		return false
+	}
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		// An ERROR (a serialization failure at commit, a deferred
+		// constraint) rolls the transaction back; a FATAL or PANIC ends the
+		// session, and may come after the commit was made durable (a
+		// terminated backend waiting for synchronous replication).
+		sev := pg.SeverityUnlocalized
+		if sev == "" {
+			sev = pg.Severity
+		}
+		return strings.EqualFold(sev, "FATAL") || strings.EqualFold(sev, "PANIC")
+	}
+	var se sqlite3.Error
+	// SQLite is in the process: a failed COMMIT is rolled back by
+	// go-sqlite3 before it returns.
+	return !errors.As(err, &se)
+}
+
+// IsRetryable reports a conflict that running the transaction again can
+// resolve without waiting out a lock: PostgreSQL's serialization failure
+// (40001) and deadlock (40P01), and SQLite busy errors returned without
+// waiting: SQLITE_BUSY reported at once (SQLITE_BUSY_SNAPSHOT, a lock the
+// busy handler cannot wait for, a zero busy timeout) and SQLITE_LOCKED.
+//
+// A wait that already used the whole busy timeout is not retryable:
+// another attempt would wait as long again behind the same holder (a
+// transaction left open, another process, or a write through the pool
+// inside the caller's own transaction). Neither is an error matching
+// [ErrCommitUnknown].
+func IsRetryable(err error) bool {
+	if err == nil || errors.Is(err, ErrCommitUnknown) {
+		return false
+	}
+	var lw *lockWaitError
+	if errors.As(err, &lw) {
+		return false
+	}
+	if isBusy(err) {
+		return true
+	}
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && (pg.Code == "40001" || pg.Code == "40P01")
+}
+
+// isBusy reports SQLite's "database is locked" and "table is locked", and
+// a writer that found the in-process write lock taken with a zero busy
+// timeout.
+func isBusy(err error) bool {
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		return se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked
+	}
+	return errors.Is(err, errWriteLockBusy)
+}
