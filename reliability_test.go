@@ -275,7 +275,7 @@ func TestFilesystemFaults(t *testing.T) {
 		work := ownedDir(t, true)
 		dir := ownedDir(t, true)
 		file := filepath.Join(dir, "app.db")
-		content := []byte("someone else's data")
+		content, _ := sqliteBytes(t, 10) // someone else's database
 		require.NoError(t, os.WriteFile(file, content, 0o444))
 		res := openAsUser(t, work, openRequest{SQLitePath: file, TMPDIR: work})
 		require.Empty(t, res.Err)

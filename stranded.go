@@ -1,0 +1,355 @@
+package dbfallback
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// stranded.go keeps rows written to a SQLite fallback from vanishing from
+// view once the primary is back. SQLite keeps no row times, so when Open
+// lands on a SQLite file as a fallback it writes, next to the file, a small
+// JSON record (<file>.dbfallback.json; a file of its own, so that no
+// schema-diffing migration tool ever sees it) of when the fallback began
+// and, for each table, the largest rowid at that moment. When Open later
+// lands on the primary, it counts, on a read-only connection that sees the
+// write-ahead log, the rows above those marks, and reports them until the
+// operator merges them and calls MarkMerged. The user's data is only read.
+
+// strandedSuffix names the record next to a SQLite fallback database.
+const strandedSuffix = ".dbfallback.json"
+
+// strandedTimeout bounds the counting of stranded rows during Open.
+const strandedTimeout = 2 * time.Second
+
+// Stranded describes rows a SQLite fallback file holds that were written
+// while the primary was not in use: rows the primary does not have.
+// SQLite keeps no row history, so rows are counted by rowid: new rows are
+// counted, changes to rows that existed before the fallback began are not.
+type Stranded struct {
+	// Path is the SQLite file.
+	Path string `json:"path"`
+	// Since is when Open first used the file as a fallback after it was
+	// last marked merged.
+	Since time.Time `json:"since"`
+	// LastWrite is when the file (or its write-ahead log) last changed.
+	LastWrite time.Time `json:"last_write"`
+	// Tables lists the tables holding such rows, by name.
+	Tables []StrandedTable `json:"tables"`
+	// Rows is the sum of Tables' rows.
+	Rows int64 `json:"rows"`
+}
+
+// StrandedTable counts one table's stranded rows.
+type StrandedTable struct {
+	// Name is the table's name.
+	Name string `json:"name"`
+	// Rows counts the rows written since the fallback began.
+	Rows int64 `json:"rows"`
+	// AfterRowID is the largest rowid the table had when the fallback
+	// began: the stranded rows are those with a larger rowid (for an
+	// INTEGER PRIMARY KEY table, a larger id). -1 when the table has no
+	// rowid (WITHOUT ROWID): Rows is then how many more rows it has.
+	AfterRowID int64 `json:"after_rowid"`
+}
+
+// String summarises s in one line, for logs and reasons.
+func (s Stranded) String() string {
+	var tables []string
+	for _, t := range s.Tables {
+		tables = append(tables, fmt.Sprintf("%s: %d", t.Name, t.Rows))
+	}
+	return fmt.Sprintf("SQLite fallback file %s holds %d rows written while the primary was not in use (%s), between %s and %s; merge them into the primary by hand, then call dbfallback.MarkMerged (or run the doctor with -merged) to stop this report",
+		s.Path, s.Rows, strings.Join(tables, ", "), s.Since.UTC().Format(time.RFC3339), s.LastWrite.UTC().Format(time.RFC3339))
+}
+
+// strandedRecord is the JSON record next to a fallback file.
+type strandedRecord struct {
+	Version int `json:"version"`
+	// Since is when the fallback period began.
+	Since time.Time `json:"fallback_since"`
+	// Marks holds, per table with a rowid, its largest rowid then.
+	Marks map[string]int64 `json:"rowid_marks"`
+	// Counts holds, per table without a rowid, its row count then.
+	Counts map[string]int64 `json:"row_counts,omitempty"`
+	// MergedAt ends the period: set by MarkMerged.
+	MergedAt *time.Time `json:"merged_at,omitempty"`
+}
+
+func (r *strandedRecord) open() bool { return r != nil && r.MergedAt == nil }
+
+func readStrandedRecord(path string) (*strandedRecord, error) {
+	data, err := os.ReadFile(path + strandedSuffix)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rec strandedRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, fmt.Errorf("%s%s is not a dbfallback record: %w", path, strandedSuffix, err)
+	}
+	return &rec, nil
+}
+
+// writeStrandedRecord replaces the record atomically (a new file renamed
+// over the old one), readable only by its owner.
+func writeStrandedRecord(path string, rec *strandedRecord) error {
+	rec.Version = 1
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".dbfallback-record-*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(append(data, '\n'))
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path+strandedSuffix)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
+
+// recordFallbackStart starts a fallback period for the SQLite file db uses,
+// unless one is open: it notes the time and each table's largest rowid.
+// The reads are O(tables), whatever the size of the file.
+func recordFallbackStart(ctx context.Context, db *sql.DB, path string, now time.Time) error {
+	rec, err := readStrandedRecord(path)
+	if err != nil || rec.open() {
+		return err
+	}
+	rec = &strandedRecord{Since: now.UTC(), Marks: map[string]int64{}}
+	tables, err := userTables(ctx, db)
+	if err != nil {
+		return err
+	}
+	for _, name := range tables {
+		var mark sql.NullInt64
+		if err := db.QueryRowContext(ctx, "SELECT max(rowid) FROM "+quoteIdent(name)).Scan(&mark); err == nil {
+			rec.Marks[name] = mark.Int64
+			continue
+		}
+		var n int64 // no rowid: count, once, at the start of the period
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+quoteIdent(name)).Scan(&n); err != nil {
+			return err
+		}
+		if rec.Counts == nil {
+			rec.Counts = map[string]int64{}
+		}
+		rec.Counts[name] = n
+	}
+	return writeStrandedRecord(path, rec)
+}
+
+// userTables lists the tables of a SQLite database, SQLite's own aside.
+func userTables(ctx context.Context, db *sql.DB) ([]string, error) {
+	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		out = append(out, name)
+	}
+	return out, rows.Err()
+}
+
+// countStranded counts the rows written to path since its open fallback
+// period began. It opens the file read-only (mode=ro), which reads the
+// write-ahead log and never writes the file or the log. ok is false when
+// no period is open.
+func countStranded(ctx context.Context, path string) (s Stranded, ok bool, err error) {
+	rec, err := readStrandedRecord(path)
+	if err != nil || !rec.open() {
+		return s, false, err
+	}
+	db, err := sql.Open("sqlite3", readOnlyDSN(sqliteTarget(path, false, nil), "_busy_timeout=5000"))
+	if err != nil {
+		return s, false, err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	tables, err := userTables(ctx, db)
+	if err != nil {
+		return s, false, err
+	}
+	s = Stranded{Path: path, Since: rec.Since}
+	for _, name := range tables {
+		st := StrandedTable{Name: name, AfterRowID: -1}
+		var n int64
+		if then, found := rec.Counts[name]; found {
+			err = db.QueryRowContext(ctx, "SELECT count(*) FROM "+quoteIdent(name)).Scan(&n)
+			n = max(n-then, 0)
+		} else {
+			st.AfterRowID = rec.Marks[name] // a table created since: every row
+			err = db.QueryRowContext(ctx, "SELECT count(*) FROM "+quoteIdent(name)+" WHERE rowid > ?", st.AfterRowID).Scan(&n)
+		}
+		if err != nil {
+			return s, false, fmt.Errorf("count rows of %s: %w", name, err)
+		}
+		if n > 0 {
+			st.Rows = n
+			s.Tables = append(s.Tables, st)
+			s.Rows += n
+		}
+	}
+	for _, p := range []string{path, path + "-wal"} {
+		if st, err := os.Stat(p); err == nil && st.ModTime().After(s.LastWrite) {
+			s.LastWrite = st.ModTime()
+		}
+	}
+	return s, true, nil
+}
+
+// findStranded reports, for each path other than skip, the rows stranded
+// there. Paths without an open period are passed over quickly (one stat).
+func findStranded(ctx context.Context, paths []string, skip string) ([]Stranded, []error) {
+	var out []Stranded
+	var errs []error
+	seen := map[string]bool{skip: true}
+	for _, p := range paths {
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		type counted struct {
+			s  Stranded
+			ok bool
+		}
+		c, err := withinCtx(ctx, func() (counted, error) {
+			s, ok, err := countStranded(ctx, p)
+			return counted{s, ok}, err
+		})
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("dbfallback: count rows left in %s: %w", p, err))
+		case c.ok && c.s.Rows > 0:
+			out = append(out, c.s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, errs
+}
+
+// FindStranded resolves the configuration (see [Resolve]) and reports the
+// rows each SQLite fallback location holds that were written while the
+// primary was not in use, as [Open] does when it lands on the primary. It
+// opens the files read-only and never connects to the primary. The error
+// is non-nil when ctx is done or a file could not be read.
+func FindStranded(ctx context.Context, opts ...Option) ([]Stranded, error) {
+	o := buildOptions(opts)
+	r, err := resolve(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, p := range r.Paths {
+		paths = append(paths, p.Path)
+	}
+	skip := ""
+	if r.Primary.Dialect == SQLite {
+		skip = r.Primary.Path
+	}
+	out, errs := findStranded(ctx, paths, skip)
+	return out, errors.Join(append(errs, ctx.Err())...)
+}
+
+// MarkMerged tells dbfallback that the rows written to the SQLite file at
+// path while it served as a fallback are now in the primary (or are not
+// wanted): Open, Health and FindStranded stop reporting them. The next time
+// the file serves as a fallback, a new period begins. It writes only the
+// record next to the file, never the database. It returns an error when
+// no fallback period is recorded for path.
+func MarkMerged(ctx context.Context, path string) error {
+	_, err := withinCtx(ctx, func() (struct{}, error) {
+		rec, err := readStrandedRecord(path)
+		if err != nil {
+			return struct{}{}, err
+		}
+		if !rec.open() {
+			return struct{}{}, fmt.Errorf("no rows left by a fallback are recorded for %s", path)
+		}
+		now := time.Now().UTC()
+		rec.MergedAt = &now
+		return struct{}{}, writeStrandedRecord(path, rec)
+	})
+	if err != nil {
+		return fmt.Errorf("dbfallback: mark %s merged: %w", path, err)
+	}
+	return nil
+}
+
+// trackStranded runs after Open chose db: on a SQLite fallback file it
+// starts a fallback period; on the primary it looks for rows left in
+// fallback files, and reports them in Reason, Health and a log line.
+func (db *DB) trackStranded(ctx context.Context, o *options, r Resolution) {
+	sctx, cancel := context.WithTimeout(ctx, strandedTimeout)
+	defer cancel()
+	t := db.target
+	if db.fallback {
+		if t.Dialect == SQLite && !t.Memory {
+			if err := recordFallbackStart(sctx, db.DB, t.Path, o.now()); err != nil {
+				db.addReason(fmt.Sprintf("could not record that %s took writes as a fallback (%v): rows written now will not be reported when the primary returns", t.Path, err))
+			}
+		}
+		return
+	}
+	var paths []string
+	for _, p := range r.Paths {
+		paths = append(paths, p.Path)
+	}
+	skip := ""
+	if t.Dialect == SQLite {
+		skip = t.Path
+	}
+	found, errs := findStranded(sctx, paths, skip)
+	for _, err := range errs {
+		db.addReason(err.Error())
+	}
+	db.stranded = found
+	for _, s := range found {
+		db.addReason(s.String())
+		var tables []string
+		for _, tb := range s.Tables {
+			tables = append(tables, fmt.Sprintf("%s=%d", tb.Name, tb.Rows))
+		}
+		db.logger.Warn("dbfallback: a fallback file holds rows written while the primary was not in use",
+			"path", s.Path, "rows", s.Rows, "tables", strings.Join(tables, " "),
+			"since", s.Since.UTC().Format(time.RFC3339), "last_write", s.LastWrite.UTC().Format(time.RFC3339),
+			"hint", "merge them into the primary by hand, then call dbfallback.MarkMerged or run the doctor with -merged")
+	}
+}
+
+// addReason appends a sentence to the DB's reason.
+func (db *DB) addReason(s string) {
+	if db.reason != "" {
+		db.reason += "; "
+	}
+	db.reason += s
+}
+
+// Stranded returns the rows that SQLite fallback files hold and the
+// primary does not, as found when Open landed on the primary (nil on a
+// fallback, and when there are none). See [MarkMerged].
+func (db *DB) Stranded() []Stranded { return append([]Stranded(nil), db.stranded...) }
