@@ -63,7 +63,7 @@ func TestSQLiteGarbageFileMovedAside(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "app.db")
-			content := tt.make(t)
+			content := tt.build(t)
 			require.NoError(t, os.WriteFile(path, content, 0o600))
 			now := time.Date(2026, 11, 26, 12, 30, 45, 0, time.UTC)
 			db := openSQLiteAt(t, path, withNow(func() time.Time { return now }))

@@ -52,9 +52,9 @@ func junk(n int, seed uint64) []byte {
 
 // Damaged SQLite databases: SQLite's header is there, the rest is not.
 var damagedDatabases = []struct {
-	name string
-	make func(t *testing.T) []byte
-	why  string // in the note
+	name  string
+	build func(t *testing.T) []byte
+	why   string // in the note
 }{
 	{"truncated mid-page", func(t *testing.T) []byte {
 		data, _ := sqliteBytes(t, 2000)
@@ -126,7 +126,7 @@ func TestSQLiteForeignFileLeftUntouched(t *testing.T) {
 func TestSQLiteSpecialFilesNeverOpened(t *testing.T) {
 	tests := []struct {
 		name string
-		make func(t *testing.T, path string) string // returns the path to use
+		mk   func(t *testing.T, path string) string // returns the path to use
 		why  string
 	}{
 		{"fifo", func(t *testing.T, path string) string {
@@ -144,7 +144,7 @@ func TestSQLiteSpecialFilesNeverOpened(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			isolatedDirs(t)
-			path := tt.make(t, filepath.Join(t.TempDir(), "app.db"))
+			path := tt.mk(t, filepath.Join(t.TempDir(), "app.db"))
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			start := time.Now()
