@@ -29,8 +29,8 @@ import (
 // unavailability; Open returns ctx's error when ctx is done.
 //
 // Recognised:
-//   - driver.ErrBadConn, network errors (*net.OpError, *net.DNSError, any
-//     net.Error), refused, reset, aborted or broken connections, an
+//   - driver.ErrBadConn, network errors (*net.OpError, *net.DNSError),
+//     refused, reset, aborted or broken connections, an
 //     unexpected EOF, pgconn.ErrConnClosed, a failed connection attempt
 //     (*pgconn.ConnectError);
 //   - I/O errors, a full disk or quota, a read-only filesystem (EIO,
@@ -51,7 +51,10 @@ import (
 // than the statement's. A refused connection is unavailable and not
 // permanent; a wrong password is permanent; a syntax error is neither.
 func IsUnavailable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && !isNetTimeout(err) {
+	var oe *net.OpError
+	var de *net.DNSError
+	network := errors.As(err, &oe) || errors.As(err, &de)
+	if err == nil || !network && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return false
 	}
 	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) ||
@@ -67,19 +70,11 @@ func IsUnavailable(err error) bool {
 		return unavailableSQLiteCodes[se.Code]
 	}
 	var ce *pgconn.ConnectError
-	var ne net.Error
-	if errors.As(err, &ce) || errors.As(err, &ne) {
+	if network || errors.As(err, &ce) {
 		return true
 	}
 	var errno syscall.Errno
 	return errors.As(err, &errno) && unavailableErrnos[errno]
-}
-
-// isNetTimeout reports a network timeout, as opposed to a bare context
-// deadline.
-func isNetTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // unavailableSQLState reports the SQLSTATEs IsUnavailable recognises.
