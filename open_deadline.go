@@ -69,7 +69,7 @@ func (b candidateBudget) explain(ctx, cctx context.Context, a *Attempt) {
 		return
 	}
 	a.Err = &attemptError{
-		msg: fmt.Sprintf("no answer within %s, the part of the caller's deadline (%s) not kept for the fallback (%s): %v",
+		msg: fmt.Sprintf("gave up after %s, the part of the caller's deadline (%s) not kept for the fallback (%s): %v",
 			b.allowed.Round(time.Millisecond), b.total.Round(time.Millisecond), b.reserve.Round(time.Millisecond), a.Err),
 		err: a.Err,
 	}
