@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/mattn/go-sqlite3"
 )
 
 // stranded.go keeps rows written to a SQLite fallback from vanishing from
@@ -40,7 +42,8 @@ type Stranded struct {
 	// Since is when Open first used the file as a fallback after it was
 	// last marked merged.
 	Since time.Time `json:"since"`
-	// LastWrite is when the file (or its write-ahead log) last changed.
+	// LastWrite is when the file (or its write-ahead log) last changed,
+	// by its modification time; never before Since.
 	LastWrite time.Time `json:"last_write"`
 	// Tables lists the tables holding such rows, by name.
 	Tables []StrandedTable `json:"tables"`
@@ -57,7 +60,8 @@ type StrandedTable struct {
 	// AfterRowID is the largest rowid the table had when the fallback
 	// began: the stranded rows are those with a larger rowid (for an
 	// INTEGER PRIMARY KEY table, a larger id). -1 when the table has no
-	// rowid (WITHOUT ROWID): Rows is then how many more rows it has.
+	// rowid (WITHOUT ROWID): Rows is then how many more rows it has than
+	// when the fallback began (all of them for a table created since).
 	AfterRowID int64 `json:"after_rowid"`
 }
 
@@ -196,14 +200,18 @@ func countStranded(ctx context.Context, path string) (s Stranded, ok bool, err e
 	}
 	s = Stranded{Path: path, Since: rec.Since}
 	for _, name := range tables {
-		st := StrandedTable{Name: name, AfterRowID: -1}
+		st := StrandedTable{Name: name, AfterRowID: rec.Marks[name]} // 0 for a table created since: every row
 		var n int64
-		if then, found := rec.Counts[name]; found {
+		then, noRowID := rec.Counts[name]
+		if !noRowID {
+			err = db.QueryRowContext(ctx, "SELECT count(*) FROM "+quoteIdent(name)+" WHERE rowid > ?", st.AfterRowID).Scan(&n)
+			var se sqlite3.Error
+			noRowID = errors.As(err, &se) && se.Code == sqlite3.ErrError && strings.Contains(err.Error(), "rowid")
+		}
+		if noRowID { // WITHOUT ROWID: how many more rows than when the period began
+			st.AfterRowID = -1
 			err = db.QueryRowContext(ctx, "SELECT count(*) FROM "+quoteIdent(name)).Scan(&n)
 			n = max(n-then, 0)
-		} else {
-			st.AfterRowID = rec.Marks[name] // a table created since: every row
-			err = db.QueryRowContext(ctx, "SELECT count(*) FROM "+quoteIdent(name)+" WHERE rowid > ?", st.AfterRowID).Scan(&n)
 		}
 		if err != nil {
 			return s, false, fmt.Errorf("count rows of %s: %w", name, err)
@@ -214,6 +222,9 @@ func countStranded(ctx context.Context, path string) (s Stranded, ok bool, err e
 			s.Rows += n
 		}
 	}
+	// Modification times are coarse (a few milliseconds): never before
+	// the period began.
+	s.LastWrite = s.Since
 	for _, p := range []string{path, path + "-wal"} {
 		if st, err := os.Stat(p); err == nil && st.ModTime().After(s.LastWrite) {
 			s.LastWrite = st.ModTime()
