@@ -71,8 +71,9 @@ func (s Stranded) String() string {
 	for _, t := range s.Tables {
 		tables = append(tables, fmt.Sprintf("%s: %d", t.Name, t.Rows))
 	}
-	return fmt.Sprintf("SQLite fallback file %s holds %d rows written while the primary was not in use (%s), between %s and %s; merge them into the primary by hand, then call dbfallback.MarkMerged (or run the doctor with -merged) to stop this report",
-		s.Path, s.Rows, strings.Join(tables, ", "), s.Since.UTC().Format(time.RFC3339), s.LastWrite.UTC().Format(time.RFC3339))
+	since := s.Since.UTC().Format(time.RFC3339)
+	return fmt.Sprintf("SQLite fallback file %s holds %d rows written while the primary was not in use (%s), between %s and %s; merge them into the primary by hand, then call dbfallback.MarkMerged, run the doctor with -merged, or set %s=%s@%s, to stop this report",
+		s.Path, s.Rows, strings.Join(tables, ", "), since, s.LastWrite.UTC().Format(time.RFC3339), mergedEnv, s.Path, since)
 }
 
 // strandedRecord is the JSON record next to a fallback file.
@@ -188,6 +189,9 @@ func countStranded(ctx context.Context, path string) (s Stranded, ok bool, err e
 	if err != nil || !rec.open() {
 		return s, false, err
 	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return s, false, nil // the database was deleted: nothing left to report
+	}
 	db, err := sql.Open("sqlite3", readOnlyDSN(sqliteTarget(path, false, nil), "_busy_timeout=5000"))
 	if err != nil {
 		return s, false, err
@@ -292,6 +296,11 @@ func FindStranded(ctx context.Context, opts ...Option) ([]Stranded, error) {
 // the file serves as a fallback, a new period begins. It writes only the
 // record next to the file, never the database. It returns an error when
 // no fallback period is recorded for path.
+//
+// Where no code or shell can run next to the file, set
+// DBFALLBACK_MERGED=<path>@<since> (since as the report gives it; several
+// entries separated by commas): the next Open that lands on the primary
+// marks that period merged.
 func MarkMerged(ctx context.Context, path string) error {
 	_, err := withinCtx(ctx, func() (struct{}, error) {
 		rec, err := readStrandedRecord(path)
@@ -338,6 +347,7 @@ func (db *DB) trackStranded(ctx context.Context, o *options, r Resolution) {
 	for _, err := range errs {
 		db.addReason(err.Error())
 	}
+	found = db.applyMergedEnv(ctx, o, found)
 	db.stranded = found
 	for _, s := range found {
 		db.addReason(s.String())
@@ -350,6 +360,43 @@ func (db *DB) trackStranded(ctx context.Context, o *options, r Resolution) {
 			"since", s.Since.UTC().Format(time.RFC3339), "last_write", s.LastWrite.UTC().Format(time.RFC3339),
 			"hint", "merge them into the primary by hand, then call dbfallback.MarkMerged or run the doctor with -merged")
 	}
+}
+
+// mergedEnv names the variable through which an operator without a shell
+// (a Hugging Face Space, say) marks a fallback period merged.
+const mergedEnv = "DBFALLBACK_MERGED"
+
+// applyMergedEnv marks merged the periods DBFALLBACK_MERGED names and
+// returns the others. Each comma-separated entry is <path>@<since>, since
+// as reported (RFC 3339, to the second): naming the period, not just the
+// file, keeps a variable left set from hiding a later outage's rows. The
+// time may carry fractions of a second, as the health JSON gives it.
+func (db *DB) applyMergedEnv(ctx context.Context, o *options, found []Stranded) []Stranded {
+	v, ok := o.lookupEnv(mergedEnv)
+	if !ok || strings.TrimSpace(v) == "" {
+		return found
+	}
+	var keep []Stranded
+	for _, s := range found {
+		entry := s.Path + "@" + s.Since.UTC().Format(time.RFC3339)
+		named := false
+		for _, e := range strings.Split(v, ",") {
+			path, since, _ := strings.Cut(strings.TrimSpace(e), "@")
+			at, err := time.Parse(time.RFC3339Nano, since)
+			named = named || err == nil && path == s.Path && at.Truncate(time.Second).Equal(s.Since.Truncate(time.Second))
+		}
+		if !named {
+			keep = append(keep, s)
+			continue
+		}
+		if err := MarkMerged(ctx, s.Path); err != nil {
+			db.addReason(fmt.Sprintf("%s names %s but %v", mergedEnv, entry, err))
+			keep = append(keep, s)
+			continue
+		}
+		db.logger.Info("dbfallback: rows left in a fallback file marked merged", "path", s.Path, "since", s.Since.UTC().Format(time.RFC3339), "by", mergedEnv)
+	}
+	return keep
 }
 
 // addReason appends a sentence to the DB's reason.

@@ -185,6 +185,30 @@ func TestStrandedWithoutPostgres(t *testing.T) {
 	require.Len(t, db.Stranded(), 1)
 	assert.Equal(t, int64(1), db.Stranded()[0].Rows)
 
+	t.Run("DBFALLBACK_MERGED names the period", func(t *testing.T) {
+		s := db.Stranded()[0]
+		since := s.Since.UTC().Format(time.RFC3339)
+		base := []string{"DATABASE_URL", "sqlite:///" + primary + ".db", "SQLITE_PATH", fallbackPath}
+		for _, tt := range []struct {
+			value  string
+			merged bool
+		}{
+			{fallbackPath + "@2020-01-01T00:00:00Z", false}, // an earlier period: left set by mistake
+			{"/elsewhere.db@" + since, false},
+			{" /x.db@" + since + " , " + fallbackPath + "@" + since, true},
+		} {
+			isolatedDirs(t)
+			var logs bytes.Buffer
+			got, err := Open(context.Background(), env(append(base, "DBFALLBACK_MERGED", tt.value)...), withDataDir(""), notesSchema, WithLogger(slogJSON(&logs)))
+			require.NoError(t, err)
+			assert.Equal(t, !tt.merged, len(got.Stranded()) == 1, tt.value)
+			assert.Equal(t, tt.merged, strings.Contains(logs.String(), "marked merged"), tt.value)
+			require.NoError(t, got.Close())
+		}
+		rec, err := readStrandedRecord(fallbackPath)
+		require.NoError(t, err)
+		assert.False(t, rec.open())
+	})
 	t.Run("a damaged record is reported, not fatal", func(t *testing.T) {
 		require.NoError(t, os.WriteFile(fallbackPath+strandedSuffix, []byte("{not json"), 0o600))
 		isolatedDirs(t)
@@ -197,7 +221,7 @@ func TestStrandedWithoutPostgres(t *testing.T) {
 	t.Run("String", func(t *testing.T) {
 		s := Stranded{Path: "/data/notes.db", Rows: 3, Since: time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC),
 			LastWrite: time.Date(2026, 11, 26, 9, 5, 0, 0, time.UTC), Tables: []StrandedTable{{Name: "notes", Rows: 3, AfterRowID: 12}}}
-		assert.Equal(t, "SQLite fallback file /data/notes.db holds 3 rows written while the primary was not in use (notes: 3), between 2026-11-26T09:00:00Z and 2026-11-26T09:05:00Z; merge them into the primary by hand, then call dbfallback.MarkMerged (or run the doctor with -merged) to stop this report", s.String())
+		assert.Equal(t, "SQLite fallback file /data/notes.db holds 3 rows written while the primary was not in use (notes: 3), between 2026-11-26T09:00:00Z and 2026-11-26T09:05:00Z; merge them into the primary by hand, then call dbfallback.MarkMerged, run the doctor with -merged, or set DBFALLBACK_MERGED=/data/notes.db@2026-11-26T09:00:00Z, to stop this report", s.String())
 		assert.True(t, strings.Contains(fmt.Sprint(s), "notes: 3"))
 	})
 }

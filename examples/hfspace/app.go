@@ -5,8 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dbfallback/dbfallback"
 )
@@ -27,8 +30,14 @@ func newApp(logger *slog.Logger, lookup func(string) (string, bool)) *app {
 }
 
 // open opens the database with dbfallback. With the default strategy it
-// fails only when ctx ends (the server is shutting down).
+// fails only when ctx ends (the server is shutting down, or
+// DB_OPEN_TIMEOUT passed) or the schema cannot be created.
 func (a *app) open(ctx context.Context) {
+	if d := a.openTimeout(); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
 	db, err := dbfallback.Open(ctx,
 		dbfallback.WithLookupEnv(a.lookup),
 		dbfallback.WithLogger(a.logger),
@@ -39,6 +48,28 @@ func (a *app) open(ctx context.Context) {
 		return
 	}
 	a.db.Store(db)
+}
+
+// openTimeout reads DB_OPEN_TIMEOUT, the longest the database may take to
+// open (a Go duration such as "10s", or whole seconds); 0, the default,
+// means no bound but the connect timeout. Within it, dbfallback keeps room
+// for the SQLite fallback, so a silent primary still leaves the Space
+// ready in time.
+func (a *app) openTimeout() time.Duration {
+	v, ok := a.lookup("DB_OPEN_TIMEOUT")
+	if !ok || strings.TrimSpace(v) == "" {
+		return 0
+	}
+	v = strings.TrimSpace(v)
+	if n, err := strconv.Atoi(v); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		a.logger.Warn("hfspace: DB_OPEN_TIMEOUT is not a positive duration; ignored", "value", v)
+		return 0
+	}
+	return d
 }
 
 // close closes the database if it opened; safe to call more than once.
