@@ -14,9 +14,9 @@ import (
 
 // sqlite_check.go finds damaged pages under a valid SQLite header. A full
 // check reads every page: measured on a shared 2-core machine
-// (BENCHMARKS.md), PRAGMA quick_check takes 0.1 s on a 100 MB file and
-// 1.1 s on 1 GB when the file is in the page cache, 3.2 s and 33 s when
-// it is not, far beyond a startup deadline. So Open runs a cheap probe
+// (BENCHMARKS.md), PRAGMA quick_check takes 0.1–0.2 s on a 100 MB file and
+// 1.1–2.0 s on 1 GB when the file is in the page cache, 3.2–4.0 s and
+// 33–41 s when it is not, far beyond a startup deadline. So Open runs a cheap probe
 // (the schema, and the first and last row of each table: the pages every
 // read and insert of a table goes through) and, once the database is in
 // use, a full quick_check in the background on a read-only connection of
