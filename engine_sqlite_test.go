@@ -79,6 +79,21 @@ func TestSQLiteGarbageFileMovedAside(t *testing.T) {
 			assert.False(t, db.Target().Memory)
 		})
 	}
+	t.Run("through a symbolic link", func(t *testing.T) {
+		dir := t.TempDir()
+		target := filepath.Join(dir, "real.db")
+		content := damagedDatabases[0].build(t)
+		require.NoError(t, os.WriteFile(target, content, 0o600))
+		path := filepath.Join(dir, "app.db")
+		require.NoError(t, os.Symlink(target, path))
+		db := openSQLiteAt(t, path)
+		assert.Contains(t, db.Reason(), "moved it aside")
+		kept, err := os.ReadFile(target)
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(content, kept), "the file the link pointed to is intact")
+		_, err = db.Exec("CREATE TABLE fresh(x)")
+		assert.NoError(t, err)
+	})
 	t.Run("not a database is left untouched", func(t *testing.T) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "app.db")

@@ -85,9 +85,10 @@ const maxSecretFile = 64 << 10
 // Resolve reads the configuration and returns where [Open] would connect. It
 // reads environment variables (through [WithLookupEnv]), secret files,
 // file-system metadata and the header of existing SQLite files, and probes
-// candidate SQLite directories by creating and removing a small file; it never connects to a database and never
-// creates a database or a directory. The error is non-nil only when ctx is
-// done: problems with the configuration are reported in the Resolution.
+// candidate SQLite directories by creating and removing a small file; it
+// never connects to a database and never creates a database or a
+// directory. The error is non-nil only when ctx is done: problems with the
+// configuration are reported in the Resolution.
 //
 // Primary sources, first one holding a non-blank value wins even if that
 // value is invalid (a broken DATABASE_URL is never silently replaced by

@@ -292,7 +292,9 @@ func moveAside(ctx context.Context, path string, was os.FileInfo, now func() tim
 			if anyExists(aside, sqliteCompanions) {
 				continue
 			}
-			if cur, err := os.Lstat(path); err != nil || was == nil || !os.SameFile(cur, was) {
+			// Stat follows a symbolic link, as the inspection did: the link
+			// is what moves, and the file it points to stays as it is.
+			if cur, err := os.Stat(path); err != nil || was == nil || !os.SameFile(cur, was) {
 				return "", errChanged
 			}
 			err := renameNoReplace(path, aside)
