@@ -239,12 +239,13 @@ func (db *DB) startIntegrityCheck() {
 		if ctx.Err() != nil {
 			return // closed before the end: nothing learnt
 		}
-		db.integrity.set(state, detail)
 		if state == integrityDamaged {
 			db.logger.Error("dbfallback: the SQLite database file is damaged; reads of the damaged pages fail",
 				"path", t.Path, "quick_check", detail,
 				"hint", "stop the service and restore the file from a copy, or move it aside so a new database is created")
 		}
+		db.integrity.set(state, detail) // after the log line: whoever sees the state sees the line
+
 	}()
 }
 

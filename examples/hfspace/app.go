@@ -30,19 +30,28 @@ func newApp(logger *slog.Logger, lookup func(string) (string, bool)) *app {
 }
 
 // open opens the database with dbfallback. With the default strategy it
-// fails only when ctx ends (the server is shutting down, or
-// DB_OPEN_TIMEOUT passed) or the schema cannot be created.
+// fails only when ctx ends (the server is shutting down) or the schema
+// cannot be created. When DB_OPEN_TIMEOUT passes first (a machine too
+// loaded for even SQLite to open in the time dbfallback kept for it), it
+// opens SQLite without a deadline rather than stay unready.
 func (a *app) open(ctx context.Context) {
-	if d := a.openTimeout(); d > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
-	}
-	db, err := dbfallback.Open(ctx,
+	opts := []dbfallback.Option{
 		dbfallback.WithLookupEnv(a.lookup),
 		dbfallback.WithLogger(a.logger),
 		dbfallback.WithSQLiteName("notes.db"),
-		dbfallback.WithInit(createSchema))
+		dbfallback.WithInit(createSchema),
+	}
+	octx := ctx
+	if d := a.openTimeout(); d > 0 {
+		var cancel context.CancelFunc
+		octx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	db, err := dbfallback.Open(octx, opts...)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		a.logger.Warn("hfspace: the database did not open within DB_OPEN_TIMEOUT; opening SQLite without a deadline", "error", err.Error())
+		db, err = dbfallback.Open(ctx, append(opts, dbfallback.WithStrategy(dbfallback.SQLiteOnly))...)
+	}
 	if err != nil {
 		a.logger.Error("hfspace: no database", "error", err.Error())
 		return

@@ -58,24 +58,40 @@ func silentPrimary(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// TestSpaceOpenDeadline: with DB_OPEN_TIMEOUT=1s and a primary that
+// TestSpaceOpenDeadline: with DB_OPEN_TIMEOUT=2s and a primary that
 // accepts and stays silent (connect_timeout=30), the Space is ready on
-// SQLite within the second.
+// SQLite within the deadline, by the first Open (the reason says the
+// primary's share ran out), not by the app's retry.
 func TestSpaceOpenDeadline(t *testing.T) {
 	tmpDB(t)
 	primary := fmt.Sprintf("DATABASE_URL=postgres://app:Hunter22@127.0.0.1:%d/app?connect_timeout=30", silentPrimary(t))
-	s := startSpace(t, freePort(t), primary, "DB_OPEN_TIMEOUT=1s")
+	s := startSpace(t, freePort(t), primary, "DB_OPEN_TIMEOUT=2s")
 	readyAt, body := s.waitStatus("/readyz", 200, 10*time.Second)
-	assert.Less(t, readyAt, 1500*time.Millisecond, "ready within the deadline (plus the process start)")
+	assert.Less(t, readyAt, 2500*time.Millisecond, "ready within the deadline (plus the process start)")
 	ready := readyJSON(t, body)
 	assert.Equal(t, "sqlite", ready["dialect"])
 	assert.Contains(t, ready["reason"], "not kept for the fallback")
+	assert.NotContains(t, s.logs.String(), "did not open within DB_OPEN_TIMEOUT")
 	code, created := s.do("POST", "/api/notes", `{"title":"in time"}`)
 	assert.Equal(t, 201, code, created)
 	assert.NotContains(t, s.logs.String(), "Hunter22")
 	exit, took := s.stop()
 	assert.Equal(t, 0, exit)
 	assert.Less(t, took, 5*time.Second)
+}
+
+// TestSpaceOpenDeadlineMissed: a DB_OPEN_TIMEOUT too short for anything
+// (1 ms) does not leave the Space unready: it opens SQLite without the
+// deadline and says so.
+func TestSpaceOpenDeadlineMissed(t *testing.T) {
+	tmpDB(t)
+	primary := fmt.Sprintf("DATABASE_URL=postgres://app:Hunter22@127.0.0.1:%d/app?connect_timeout=30", silentPrimary(t))
+	s := startSpace(t, freePort(t), primary, "DB_OPEN_TIMEOUT=1ms")
+	_, body := s.waitStatus("/readyz", 200, 10*time.Second)
+	assert.Equal(t, "sqlite", readyJSON(t, body)["dialect"])
+	assert.Contains(t, s.logs.String(), "did not open within DB_OPEN_TIMEOUT")
+	exit, _ := s.stop()
+	assert.Equal(t, 0, exit)
 }
 
 // TestSpaceSIGTERMWhileOpening: SIGTERM while the database is still
