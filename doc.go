@@ -22,7 +22,10 @@
 // answers within its connect timeout, tunes it for its dialect, runs the
 // [WithInit] hooks, and logs one line saying which database is live, why,
 // and whether its data is ephemeral. With the default [PreferPrimary] it
-// fails only when ctx is done. The returned [DB] embeds *sql.DB.
+// fails only when ctx is done or an init hook reports a bug (an error
+// [IsUnavailable] does not recognise). Under a ctx deadline it keeps part
+// of the time for the fallback, so a silent primary still leaves a
+// database in time. The returned [DB] embeds *sql.DB.
 //
 // # The fallback chain
 //
@@ -30,10 +33,21 @@
 // DATABASE_URL is reported, never silently replaced by PGHOST. The SQLite
 // file lives at the first usable location of [WithSQLitePath] or
 // SQLITE_PATH, /data/<name> (Hugging Face persistent storage), ./data/<name>
-// and $TMPDIR/<name>; FUSE and network filesystems are skipped because
-// SQLite's locking is unsafe there. An in-memory database is the last
-// resort. Every location is reported as ephemeral unless the operator
-// vouches for it ([WithPersistent], or an explicit path).
+// and $TMPDIR/<name>, each usable one tried in turn; FUSE and network
+// filesystems are skipped because SQLite's locking is unsafe there. An
+// in-memory database is the last resort. Every location is reported as
+// ephemeral unless the operator vouches for it ([WithPersistent], or an
+// explicit path).
+//
+// # SQLite files are never lost
+//
+// A directory, named pipe, socket or device is never opened as a
+// database; a file that is not SQLite is left untouched and skipped; a
+// damaged SQLite database is moved aside under a name no other move can
+// take. Once a file is in use, a background check reads all its pages and
+// [DB.Health] reports what it found. Rows a fallback file takes while the
+// primary is down are reported, once Open is back on the primary, until
+// [MarkMerged] (see [Stranded]).
 //
 // # Transactions and sessions
 //
@@ -51,7 +65,7 @@
 //
 //	db, err := dbfallback.Open(ctx, dbfallback.WithLogger(slog.Default()))
 //	if err != nil {
-//		return err // only when ctx is done
+//		return err // only when ctx is done or an init hook has a bug
 //	}
 //	defer db.Close()
 //	if db.Fallback() {

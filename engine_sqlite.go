@@ -1,18 +1,10 @@
 package dbfallback
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
-	"encoding/binary"
 	"encoding/hex"
-	"errors"
-	"fmt"
-	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -33,12 +25,13 @@ const (
 var sqliteFilePool = PoolConfig{MaxOpenConns: 8, MaxIdleConns: 8, ConnMaxIdleTime: 5 * time.Minute}
 
 // openSQLite opens t, creating its directory (0700) and file (0600) when
-// missing and moving aside an existing file that is not a SQLite database.
+// missing and moving aside a damaged SQLite database (see
+// prepareSQLiteFile).
 func openSQLite(ctx context.Context, o *options, t Target) (*engine, error) {
 	if t.Memory {
 		return openSQLiteMemory(ctx, o, t)
 	}
-	note, err := prepareSQLiteFile(t.Path, o.now)
+	note, err := prepareSQLiteFile(ctx, t.Path, o.now)
 	if err != nil {
 		return nil, err
 	}
@@ -113,95 +106,4 @@ func checkSQLite(ctx context.Context, db *sql.DB, gate *writeGate) error {
 	}
 	gate.wait = wait
 	return nil
-}
-
-var sqliteMagic = []byte("SQLite format 3\x00")
-
-// prepareSQLiteFile makes path ready for SQLite: its directory exists (new
-// directories 0700), the file exists (new files 0600), and an existing file
-// that is not a whole SQLite database is renamed <name>.corrupt-<UTC time>,
-// never deleted. The note says what was moved.
-func prepareSQLiteFile(path string, now func() time.Time) (note string, err error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", fmt.Errorf("dbfallback: create directory for %s: %w", path, unwrapPathError(err))
-	}
-	bad, err := notSQLite(path)
-	if err != nil {
-		return "", err
-	}
-	if bad != "" {
-		if now == nil {
-			now = time.Now
-		}
-		aside := fmt.Sprintf("%s.corrupt-%s", path, now().UTC().Format("20060102T150405Z"))
-		if err := os.Rename(path, aside); err != nil {
-			return "", fmt.Errorf("dbfallback: %s is %s and could not be moved aside: %w", path, bad, unwrapPathError(err))
-		}
-		for _, suffix := range []string{"-wal", "-shm"} {
-			if _, err := os.Stat(path + suffix); err == nil {
-				os.Rename(path+suffix, aside+suffix)
-			}
-		}
-		note = fmt.Sprintf("%s was %s; moved it aside to %s", path, bad, aside)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return note, fmt.Errorf("dbfallback: open %s: %w", path, unwrapPathError(err))
-	}
-	f.Close()
-	return note, nil
-}
-
-// notSQLite says why the file at path is not a usable SQLite database
-// ("" when it is, or does not exist, or is empty).
-func notSQLite(path string) (string, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("dbfallback: open %s: %w", path, unwrapPathError(err))
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	if st.IsDir() {
-		return "", fmt.Errorf("dbfallback: %s is a directory, not a database file", path)
-	}
-	if st.Size() == 0 {
-		return "", nil
-	}
-	var hdr [100]byte
-	n, err := io.ReadFull(f, hdr[:])
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return "", fmt.Errorf("dbfallback: read %s: %w", path, err)
-	}
-	if n < len(sqliteMagic) || !bytes.Equal(hdr[:len(sqliteMagic)], sqliteMagic) {
-		return "not a SQLite database", nil
-	}
-	if n < len(hdr) {
-		return "a truncated SQLite database", nil
-	}
-	// A crash can leave the file shorter than its header says while a
-	// write-ahead log or hot journal still holds the pages: SQLite recovers
-	// those, so the size check below applies only without one.
-	for _, side := range []string{"-wal", "-journal"} {
-		if st, err := os.Stat(path + side); err == nil && st.Size() > 0 {
-			return "", nil
-		}
-	}
-	// The header records the page size (offset 16, 1 meaning 65536) and,
-	// when valid, the page count (offset 28): a shorter file lost pages.
-	pageSize := int64(binary.BigEndian.Uint16(hdr[16:18]))
-	if pageSize == 1 {
-		pageSize = 65536
-	}
-	pages := int64(binary.BigEndian.Uint32(hdr[28:32]))
-	changes, validFor := binary.BigEndian.Uint32(hdr[24:28]), binary.BigEndian.Uint32(hdr[92:96])
-	if pageSize >= 512 && pages > 0 && changes == validFor && st.Size() < pages*pageSize {
-		return "a truncated SQLite database", nil
-	}
-	return "", nil
 }

@@ -53,43 +53,61 @@ func TestSQLiteFileModes(t *testing.T) {
 	assert.Equal(t, 1, sync, "synchronous=NORMAL")
 }
 
+// TestSQLiteGarbageFileMovedAside: a damaged SQLite database (its header
+// there, its pages or the rest of its header not) is moved aside, intact,
+// and a new database takes its place. A file that is not SQLite at all is
+// no longer moved (see TestSQLiteForeignFileLeftUntouched): an earlier
+// version renamed any unreadable file, go.mod included.
 func TestSQLiteGarbageFileMovedAside(t *testing.T) {
-	tests := []struct {
-		name    string
-		content func(t *testing.T, path string) []byte
-		why     string
-	}{
-		{"not a database", func(*testing.T, string) []byte { return []byte("<html>this is not SQLite</html>\n") }, "not a SQLite database"},
-		{"truncated mid-page", func(t *testing.T, path string) []byte {
-			db, err := sql.Open("sqlite3", path)
-			require.NoError(t, err)
-			_, err = db.Exec("CREATE TABLE t(x); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 2000) INSERT INTO t SELECT randomblob(100) FROM c")
-			require.NoError(t, err)
-			require.NoError(t, db.Close())
-			data, err := os.ReadFile(path)
-			require.NoError(t, err)
-			return data[:len(data)/2+100]
-		}, "truncated"},
-	}
-	for _, tt := range tests {
+	for _, tt := range damagedDatabases {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "app.db")
-			content := tt.content(t, path)
+			content := tt.build(t)
 			require.NoError(t, os.WriteFile(path, content, 0o600))
 			now := time.Date(2026, 11, 26, 12, 30, 45, 0, time.UTC)
 			db := openSQLiteAt(t, path, withNow(func() time.Time { return now }))
 			aside := path + ".corrupt-20261126T123045Z"
 			kept, err := os.ReadFile(aside)
-			require.NoError(t, err, "the unreadable file is moved aside, never deleted")
+			require.NoError(t, err, "the damaged file is moved aside, never deleted: %s", db.Reason())
 			assert.True(t, bytes.Equal(content, kept), "its bytes are intact")
 			assert.Contains(t, db.Reason(), aside)
 			assert.Contains(t, db.Reason(), tt.why)
 			_, err = db.Exec("CREATE TABLE fresh(x)")
 			assert.NoError(t, err, "a new database took its place")
 			assert.Equal(t, path, db.Target().Path)
+			assert.False(t, db.Target().Memory)
 		})
 	}
+	t.Run("through a symbolic link", func(t *testing.T) {
+		dir := t.TempDir()
+		target := filepath.Join(dir, "real.db")
+		content := damagedDatabases[0].build(t)
+		require.NoError(t, os.WriteFile(target, content, 0o600))
+		path := filepath.Join(dir, "app.db")
+		require.NoError(t, os.Symlink(target, path))
+		db := openSQLiteAt(t, path)
+		assert.Contains(t, db.Reason(), "moved it aside")
+		kept, err := os.ReadFile(target)
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(content, kept), "the file the link pointed to is intact")
+		_, err = db.Exec("CREATE TABLE fresh(x)")
+		assert.NoError(t, err)
+	})
+	t.Run("not a database is left untouched", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "app.db")
+		content := []byte("<html>this is not SQLite</html>\n")
+		require.NoError(t, os.WriteFile(path, content, 0o600))
+		db := openSQLiteAt(t, path)
+		kept, err := os.ReadFile(path)
+		require.NoError(t, err)
+		assert.Equal(t, content, kept)
+		matches, _ := filepath.Glob(path + ".corrupt-*")
+		assert.Empty(t, matches)
+		assert.Contains(t, db.Reason(), "not a SQLite database")
+		assert.NotEqual(t, path, db.Target().Path)
+	})
 }
 
 func TestSQLiteMemoryKeepsRowsWhileIdle(t *testing.T) {
@@ -217,11 +235,12 @@ func TestSQLiteShortFileWithWALIsNotCorrupt(t *testing.T) {
 	require.NoError(t, err)
 	data[28], data[29], data[30], data[31] = 0, 0, 1, 0 // claim 256 pages
 	require.NoError(t, os.WriteFile(path, data, 0o600))
-	why, err := notSQLite(path)
+	s, err := inspectSQLiteFile(context.Background(), path)
 	require.NoError(t, err)
-	assert.Equal(t, "a truncated SQLite database", why, "without a WAL the file lost pages")
+	assert.Equal(t, fileDamaged, s.kind, "without a WAL the file lost pages")
+	assert.Equal(t, "a truncated SQLite database", s.why)
 	require.NoError(t, os.WriteFile(path+"-wal", []byte("wal frames"), 0o600))
-	why, err = notSQLite(path)
+	s, err = inspectSQLiteFile(context.Background(), path)
 	require.NoError(t, err)
-	assert.Empty(t, why, "with a WAL, SQLite recovers the pages")
+	assert.Equal(t, fileSQLite, s.kind, "with a WAL, SQLite recovers the pages")
 }

@@ -99,6 +99,9 @@ type DB struct {
 
 	probeUp   atomic.Int32 // 0 no probe result yet, 1 primary answers, 2 it does not
 	stopProbe context.CancelFunc
+	integrity integrity          // the background check of a SQLite file (sqlite_check.go)
+	stopCheck context.CancelFunc // stops that check
+	stranded  []Stranded         // rows left in fallback files (stranded.go)
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -135,6 +138,9 @@ func (db *DB) Close() error {
 		if db.stopProbe != nil {
 			db.stopProbe()
 		}
+		if db.stopCheck != nil {
+			db.stopCheck()
+		}
 		db.wg.Wait()
 		errs := []error{db.DB.Close()}
 		for _, c := range db.closers {
@@ -152,9 +158,34 @@ func (db *DB) Close() error {
 // is live, why, and whether its data is ephemeral.
 //
 // With the default [PreferPrimary] strategy Open returns an error only
-// when ctx is done: a missing, invalid, refusing, silent or misconfigured
-// primary costs at most its connect timeout, then SQLite takes over. With
-// [PrimaryOnly] it returns an error wrapping [ErrNoDatabase] instead.
+// when ctx is done or an init hook reports a bug: a missing, invalid,
+// refusing, silent or misconfigured primary costs at most its connect
+// timeout, then SQLite takes over. With [PrimaryOnly] it returns an error
+// wrapping [ErrNoDatabase] instead.
+//
+// When ctx has a deadline, every candidate but the last gets only the part
+// of the remaining time that leaves the rest of the chain a reserve of
+// min(max(remaining/4, 250ms), 2s, remaining/2): a caller who gives Open
+// one second against a silent primary gets SQLite within that second.
+// [WithPrimaryWait] retries stop at the same point.
+//
+// An error from a [WithInit] hook that [IsUnavailable] recognises (the
+// connection was lost, the disk is full, the database is busy) moves on to
+// the next candidate; any other hook error fails Open with that error,
+// under every strategy, since falling back would move the service's data
+// to another database. The error's text is redacted; errors.Is and
+// errors.As see the hook's own error.
+//
+// SQLite files: a directory, named pipe, socket or device is never opened,
+// a file that is not SQLite is left untouched and skipped, a damaged
+// SQLite database is moved aside under a name no other move can take,
+// and when a file location fails to open the next one is tried before
+// memory. Once a file is in use, a background check reads all its pages
+// and [DB.Health] reports the outcome.
+//
+// When Open lands on the primary while a SQLite fallback file holds rows
+// written while the primary was not in use, Reason, Health, [DB.Stranded]
+// and a log line say so until [MarkMerged] is called.
 // Close the DB when done.
 func Open(ctx context.Context, opts ...Option) (*DB, error) {
 	o := buildOptions(opts)
@@ -168,11 +199,15 @@ func Open(ctx context.Context, opts ...Option) (*DB, error) {
 	if r.Primary.IsZero() {
 		causes = append(causes, errors.New(r.Reason()))
 	}
-	for _, t := range o.strategy.Candidates(r) {
+	candidates := o.strategy.Candidates(r)
+	for i, t := range candidates {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		e, a := tryCandidate(ctx, &o, r, t)
+		cctx, cancel, budget := candidateContext(ctx, i < len(candidates)-1)
+		e, a := tryCandidate(cctx, &o, r, t)
+		budget.explain(ctx, cctx, &a)
+		cancel()
 		attempts = append(attempts, a)
 		if a.Err != nil {
 			causes = append(causes, a.Err)
@@ -181,10 +216,19 @@ func Open(ctx context.Context, opts ...Option) (*DB, error) {
 		db := newDB(&o, r, e, attempts)
 		if err := runInits(ctx, &o, db); err != nil {
 			db.Close()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 			attempts[len(attempts)-1].Err = err
+			if !IsUnavailable(err) {
+				o.logger.Error("dbfallback: init hook failed; not falling back to another database", "target", t, "error", err.Error())
+				return nil, err
+			}
 			causes = append(causes, err)
 			continue
 		}
+		db.trackStranded(ctx, &o, r)
+		db.startIntegrityCheck()
 		db.startProbe(&o, r)
 		db.logOpen(time.Since(start))
 		return db, nil
@@ -233,7 +277,7 @@ func openTarget(ctx context.Context, o *options, r Resolution, t Target) (*engin
 	case Postgres:
 		return openPostgres(ctx, o, r, t, connectTimeout(o, r, t))
 	case SQLite:
-		return openSQLite(ctx, o, t)
+		return openSQLiteFile(ctx, o, t)
 	}
 	return nil, permanent(fmt.Errorf("unknown dialect %q", t.Dialect))
 }
@@ -260,9 +304,10 @@ func newDB(o *options, r Resolution, e *engine, attempts []Attempt) *DB {
 		}
 	}
 	if db.fallback && chosen.Dialect == SQLite {
-		// Say why better SQLite locations were passed over.
+		// Say why better SQLite locations were passed over at Resolve
+		// (the attempts above say why others failed to open).
 		for _, p := range r.Paths {
-			if p.Chosen || (!chosen.Memory && p.Path == chosen.Path) {
+			if !chosen.Memory && p.Path == chosen.Path {
 				break
 			}
 			if p.Err != nil {
@@ -275,15 +320,6 @@ func newDB(o *options, r Resolution, e *engine, attempts []Attempt) *DB {
 	}
 	db.reason = strings.Join(why, "; ")
 	return db
-}
-
-func runInits(ctx context.Context, o *options, db *DB) error {
-	for i, fn := range o.inits {
-		if err := fn(ctx, db); err != nil {
-			return fmt.Errorf("dbfallback: init hook %d on %s: %s", i+1, db.target, scrubSecrets(err.Error(), secretsOf(db.target)...))
-		}
-	}
-	return nil
 }
 
 func (db *DB) logOpen(took time.Duration) {

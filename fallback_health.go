@@ -11,7 +11,8 @@ const healthTimeout = 2 * time.Second
 // Health is a snapshot of the database's state, safe to serve as JSON: the
 // target is redacted and no field holds a secret.
 type Health struct {
-	// Status is "up" when the database answered a ping, "down" otherwise.
+	// Status is "up" when the database answered a ping and no damage was
+	// found in its file, "down" otherwise.
 	Status string `json:"status"`
 	// Dialect is "postgres" or "sqlite".
 	Dialect Dialect `json:"dialect"`
@@ -30,6 +31,14 @@ type Health struct {
 	// PrimaryUp is the recovery probe's latest answer while on a fallback:
 	// true when the primary answers again. Absent when no probe has run.
 	PrimaryUp *bool `json:"primary_up,omitempty"`
+	// Integrity is the background check of a SQLite file (PRAGMA
+	// quick_check): "checking", "ok", "damaged: <what SQLite found>" (and
+	// Status is then "down"), or "unknown: <why the check failed>". Empty
+	// for PostgreSQL and in-memory databases.
+	Integrity string `json:"integrity,omitempty"`
+	// Stranded lists rows that SQLite fallback files hold and the primary
+	// does not (see [DB.Stranded]); empty when there are none.
+	Stranded []Stranded `json:"stranded,omitempty"`
 }
 
 // Health pings the database, within 2s unless ctx ends sooner, and reports
@@ -59,6 +68,17 @@ func (db *DB) Health(ctx context.Context) Health {
 	if err != nil {
 		h.Status = "down"
 		h.Error = scrubSecrets(err.Error(), secretsOf(db.target)...)
+	}
+	h.Stranded = db.Stranded()
+	if state, detail := db.integrity.get(); state != "" {
+		h.Integrity = state
+		if detail != "" {
+			h.Integrity += ": " + detail
+		}
+		if state == integrityDamaged && h.Status == "up" {
+			h.Status = "down"
+			h.Error = "the SQLite database file is damaged: " + detail
+		}
 	}
 	return h
 }

@@ -132,7 +132,9 @@ func WithConnectTimeout(d time.Duration) Option {
 
 // WithPrimaryWait retries transient primary failures (refused, reset,
 // timed out, DNS, "the database system is starting up") with capped
-// exponential backoff and jitter for up to d, then falls back. Permanent
+// exponential backoff and jitter for up to d, then falls back; when Open's
+// ctx has a deadline, retries also stop where the fallback's reserve
+// begins (see [Open]). Permanent
 // failures (see [IsPermanent]) are never retried. Default 0: one attempt.
 // Use it when the database starts alongside the service, as in
 // docker-compose.
@@ -154,8 +156,14 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithInit registers a hook run on the chosen database before [Open]
-// returns, typically to create the schema. Hooks run in order; a candidate
-// whose hook fails counts as failed, is closed, and the next one is tried.
+// returns, typically to create the schema or run migrations. Hooks run in
+// order, under Open's ctx. When a hook fails because the database is
+// unavailable (see [IsUnavailable]: connection lost, I/O, disk full, busy),
+// the candidate is closed and the next one is tried. Any other error (bad
+// SQL, a constraint, a migration tool's error) is a bug: Open closes the
+// candidate and returns the error, under every strategy, rather than move
+// the service's data to another database. The returned error is redacted
+// and wraps the hook's error.
 func WithInit(fn func(ctx context.Context, db *DB) error) Option {
 	return func(o *options) {
 		if fn != nil {

@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -275,7 +278,7 @@ func TestFilesystemFaults(t *testing.T) {
 		work := ownedDir(t, true)
 		dir := ownedDir(t, true)
 		file := filepath.Join(dir, "app.db")
-		content := []byte("someone else's data")
+		content, _ := sqliteBytes(t, 10) // someone else's database
 		require.NoError(t, os.WriteFile(file, content, 0o444))
 		res := openAsUser(t, work, openRequest{SQLitePath: file, TMPDIR: work})
 		require.Empty(t, res.Err)
@@ -303,6 +306,113 @@ func TestFilesystemFaults(t *testing.T) {
 		assert.True(t, res.Memory)
 		assert.Contains(t, res.Reason, "not writable")
 	})
+	t.Run("special files are never opened", func(t *testing.T) {
+		for name, mk := range map[string]func(t *testing.T, path string) (string, string){
+			"fifo": func(t *testing.T, path string) (string, string) {
+				require.NoError(t, syscall.Mkfifo(path, 0o666))
+				return path, "named pipe (FIFO)"
+			},
+			"socket": func(t *testing.T, path string) (string, string) {
+				l, err := net.Listen("unix", path)
+				require.NoError(t, err)
+				t.Cleanup(func() { l.Close() })
+				return path, "is a socket"
+			},
+			"device": func(*testing.T, string) (string, string) { return "/dev/null", "is a device" },
+		} {
+			t.Run(name, func(t *testing.T) {
+				work := ownedDir(t, true)
+				path, why := mk(t, filepath.Join(ownedDir(t, true), "app.db"))
+				res := openAsUser(t, work, openRequest{SQLitePath: path, TMPDIR: work})
+				require.Empty(t, res.Err)
+				assert.Equal(t, filepath.Join("data", "app.db"), res.Path, "the next location, not memory")
+				assert.Contains(t, res.Reason, why)
+			})
+		}
+	})
+	t.Run("file that is not SQLite is left untouched", func(t *testing.T) {
+		work := ownedDir(t, true)
+		file := filepath.Join(ownedDir(t, true), "go.mod")
+		content := []byte("module example.com/app\n")
+		require.NoError(t, os.WriteFile(file, content, 0o666))
+		chownUnprivileged(t, file)
+		res := openAsUser(t, work, openRequest{SQLitePath: file, TMPDIR: work})
+		require.Empty(t, res.Err)
+		assert.Equal(t, filepath.Join("data", "app.db"), res.Path)
+		assert.Contains(t, res.Reason, "not a SQLite database")
+		kept, err := os.ReadFile(file)
+		require.NoError(t, err)
+		assert.Equal(t, content, kept)
+		matches, _ := filepath.Glob(file + "*")
+		assert.Equal(t, []string{file}, matches)
+	})
+	t.Run("damaged SQLite file is moved aside", func(t *testing.T) {
+		work := ownedDir(t, true)
+		file := filepath.Join(ownedDir(t, true), "app.db")
+		content := damagedDatabases[0].build(t)
+		require.NoError(t, os.WriteFile(file, content, 0o600))
+		chownUnprivileged(t, file)
+		res := openAsUser(t, work, openRequest{SQLitePath: file, TMPDIR: work})
+		require.Empty(t, res.Err)
+		assert.Equal(t, file, res.Path)
+		matches, _ := filepath.Glob(file + ".corrupt-*")
+		require.Len(t, matches, 1, "%s", res.Reason)
+		kept, err := os.ReadFile(matches[0])
+		require.NoError(t, err)
+		assert.Equal(t, content, kept)
+	})
+	t.Run("write-ahead log owned by someone else", func(t *testing.T) {
+		// A database whose -wal another user left behind (say, the sqlite3
+		// shell run as root on a live file): it opens read-only, so writes
+		// would fail on the first request. The next location is used and
+		// neither file changes.
+		work := ownedDir(t, true)
+		dir := ownedDir(t, true)
+		file := filepath.Join(dir, "app.db")
+		src := filepath.Join(t.TempDir(), "src.db")
+		live, err := sql.Open("sqlite3", src+"?_journal_mode=WAL")
+		require.NoError(t, err)
+		defer live.Close()
+		_, err = live.Exec("CREATE TABLE notes(body TEXT); INSERT INTO notes VALUES ('only in the WAL')")
+		require.NoError(t, err)
+		for _, suffix := range []string{"", "-wal"} {
+			data, err := os.ReadFile(src + suffix)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(file+suffix, data, 0o644))
+		}
+		chownUnprivileged(t, file)
+		if os.Geteuid() != 0 {
+			require.NoError(t, os.Chmod(file+"-wal", 0o444))
+		}
+		before := fileDigests(t, file, file+"-wal")
+		res := openAsUser(t, work, openRequest{SQLitePath: file, TMPDIR: work})
+		require.Empty(t, res.Err)
+		assert.Equal(t, filepath.Join("data", "app.db"), res.Path, "the next location, not memory")
+		assert.Contains(t, res.Reason, "cannot be written")
+		assert.Equal(t, before, fileDigests(t, file, file+"-wal"), "neither file changed")
+	})
+}
+
+// chownUnprivileged gives path to the unprivileged user when running as
+// root.
+func chownUnprivileged(t *testing.T, path string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		require.NoError(t, os.Chown(path, unprivilegedUID, unprivilegedUID))
+	}
+}
+
+// fileDigests returns the SHA-256 of each file.
+func fileDigests(t *testing.T, paths ...string) []string {
+	t.Helper()
+	var out []string
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		require.NoError(t, err)
+		sum := sha256.Sum256(data)
+		out = append(out, hex.EncodeToString(sum[:]))
+	}
+	return out
 }
 
 // TestHostileConfiguration: junk and broken values never panic, hang or

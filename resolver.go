@@ -24,8 +24,10 @@ type Resolution struct {
 	Primary Target
 	// Sources lists every source looked at, in precedence order.
 	Sources []Source
-	// Fallbacks is the SQLite chain: the first usable file location (if
-	// any), then an in-memory database.
+	// Fallbacks is the SQLite chain: every usable file location, in the
+	// order of Paths, then an in-memory database. Open tries them in turn,
+	// so a location that fails to open passes to the next, and memory is
+	// used only when no file location works.
 	Fallbacks []Target
 	// Paths lists every SQLite location considered, with why it was or was
 	// not usable.
@@ -68,7 +70,8 @@ type SQLitePath struct {
 	Persistent bool
 	// Err says why the location is not usable; nil when it is.
 	Err error
-	// Chosen reports the location in Resolution.Fallbacks.
+	// Chosen reports the first usable location: the file Open tries first
+	// (every usable location is in Resolution.Fallbacks).
 	Chosen bool
 }
 
@@ -80,11 +83,12 @@ var ErrShadowed = errors.New("dbfallback: shadowed by an earlier source")
 const maxSecretFile = 64 << 10
 
 // Resolve reads the configuration and returns where [Open] would connect. It
-// reads environment variables (through [WithLookupEnv]), secret files and
-// file-system metadata, and probes candidate SQLite directories by creating
-// and removing a small file; it never connects to a database and never
-// creates a database or a directory. The error is non-nil only when ctx is
-// done: problems with the configuration are reported in the Resolution.
+// reads environment variables (through [WithLookupEnv]), secret files,
+// file-system metadata and the header of existing SQLite files, and probes
+// candidate SQLite directories by creating and removing a small file; it
+// never connects to a database and never creates a database or a
+// directory. The error is non-nil only when ctx is done: problems with the
+// configuration are reported in the Resolution.
 //
 // Primary sources, first one holding a non-blank value wins even if that
 // value is invalid (a broken DATABASE_URL is never silently replaced by
@@ -96,11 +100,17 @@ const maxSecretFile = 64 << 10
 //  3. libpq variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE,
 //     PGSSLMODE, …) when PGHOST or PGDATABASE is set.
 //
-// SQLite locations, first usable wins: [WithSQLitePath] or SQLITE_PATH;
-// /data/<name> when /data exists; ./data/<name>; $TMPDIR/<name>; then an
-// in-memory database. A location is usable when its directory exists or can
-// be created, a file can be written there, and it is not on a FUSE or
-// network filesystem, where SQLite's locking is unsafe.
+// SQLite locations, in order: [WithSQLitePath] or SQLITE_PATH;
+// /data/<name> when /data exists; ./data/<name>; $TMPDIR/<name>. Every
+// usable one is in Resolution.Fallbacks, followed by an in-memory
+// database. A location is usable when its directory exists or can be
+// created, a file can be written there, it is not on a FUSE or network
+// filesystem (where SQLite's locking is unsafe), and nothing is there but
+// a SQLite database (possibly damaged: Open moves it aside) or an empty
+// file. A directory, named pipe, socket or device is never opened, and a
+// file that is not SQLite at all is left untouched: both are skipped with
+// a reason. Each probe reads at most a file's first 100 bytes and returns
+// when ctx is done.
 func Resolve(ctx context.Context, opts ...Option) (Resolution, error) {
 	o := buildOptions(opts)
 	return resolve(ctx, &o)
@@ -126,12 +136,11 @@ func resolve(ctx context.Context, o *options) (Resolution, error) {
 	if err := ctx.Err(); err != nil {
 		return r, err
 	}
-	r.Paths = resolvePaths(o)
+	r.Paths = resolvePaths(ctx, o)
 	for i := range r.Paths {
 		if r.Paths[i].Err == nil {
-			r.Paths[i].Chosen = true
+			r.Paths[i].Chosen = len(r.Fallbacks) == 0
 			r.Fallbacks = append(r.Fallbacks, sqliteTarget(r.Paths[i].Path, false, nil))
-			break
 		}
 	}
 	r.Fallbacks = append(r.Fallbacks, sqliteTarget("", true, nil))
@@ -322,7 +331,7 @@ func sourceFromPGEnv(lookup func(string) (string, bool)) Source {
 	return s
 }
 
-func resolvePaths(o *options) []SQLitePath {
+func resolvePaths(ctx context.Context, o *options) []SQLitePath {
 	var out []SQLitePath
 	name := o.sqliteName
 	if name == "" {
@@ -330,7 +339,7 @@ func resolvePaths(o *options) []SQLitePath {
 	}
 	add := func(origin, path string, persistent bool, err error) {
 		if err == nil {
-			err = sqliteFileUsable(path, o.fsType)
+			err = sqliteFileUsable(ctx, path, o.fsType)
 		}
 		out = append(out, SQLitePath{Path: path, Origin: origin, Persistent: persistent || o.persistent, Err: err})
 	}
@@ -376,19 +385,31 @@ func explicitSQLitePath(value, name string) (string, error) {
 }
 
 // sqliteFileUsable reports why SQLite cannot keep a database at path, or
-// nil. It creates nothing that outlives the call.
-func sqliteFileUsable(path string, fsType func(string) string) error {
-	if st, err := os.Stat(path); err == nil {
-		if st.IsDir() {
-			return fmt.Errorf("dbfallback: %s is a directory, not a database file", path)
-		}
-		f, err := os.OpenFile(path, os.O_RDWR, 0)
+// nil. It creates nothing that outlives the call, never opens a
+// directory, FIFO, socket or device, and returns by the time ctx is done
+// (see sqlite_files.go).
+func sqliteFileUsable(ctx context.Context, path string, fsType func(string) string) error {
+	s, err := inspectSQLiteFile(ctx, path)
+	if err != nil {
+		return fmt.Errorf("dbfallback: %s: %w", path, err)
+	}
+	if err := s.skip(path); err != nil {
+		return err
+	}
+	_, err = withinProbe(ctx, func() (struct{}, error) { return struct{}{}, locationWritable(path, s.info != nil, fsType) })
+	return err
+}
+
+// locationWritable checks that the existing file at path (if any) opens
+// for writing and that the nearest existing directory takes new files and
+// is on a local filesystem.
+func locationWritable(path string, exists bool, fsType func(string) string) error {
+	if exists {
+		f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 		if err != nil {
 			return fmt.Errorf("dbfallback: %s cannot be opened for writing: %w", path, err)
 		}
 		f.Close()
-	} else if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
-		return fmt.Errorf("dbfallback: %s: %w", path, err)
 	}
 	dir := filepath.Dir(path)
 	existing := dir

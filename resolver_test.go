@@ -185,13 +185,14 @@ func TestResolvePGVariables(t *testing.T) {
 
 func TestResolveSQLitePaths(t *testing.T) {
 	t.Run("defaults to ./data", func(t *testing.T) {
-		work, _ := isolatedDirs(t)
-		r, err := Resolve(context.Background(), env(), withDataDir(""))
+		work, tmp := isolatedDirs(t)
+		r, err := Resolve(context.Background(), env("TMPDIR", tmp), withDataDir(""))
 		require.NoError(t, err)
-		require.Len(t, r.Fallbacks, 2)
+		require.Len(t, r.Fallbacks, 3, "every usable location, then memory")
 		assert.Equal(t, filepath.Join("data", "app.db"), r.Fallbacks[0].Path)
 		assert.True(t, r.Ephemeral(r.Fallbacks[0]), "an automatic location is ephemeral")
-		assert.True(t, r.Fallbacks[1].Memory)
+		assert.Equal(t, filepath.Join(tmp, "app.db"), r.Fallbacks[1].Path)
+		assert.True(t, r.Fallbacks[2].Memory)
 		_, err = os.Stat(filepath.Join(work, "data"))
 		assert.ErrorIs(t, err, os.ErrNotExist, "Resolve creates no directory")
 		entries, _ := os.ReadDir(work)

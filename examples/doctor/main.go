@@ -3,13 +3,19 @@
 // (passwords masked), the normalizations applied, every problem with its
 // hint, and the chain of databases Open would try.
 //
+// It also lists rows that SQLite fallback files hold and the primary does
+// not (written while the primary was not in use; see dbfallback.Stranded),
+// and, once they are merged by hand, marks them merged.
+//
 // Usage:
 //
-//	go run ./examples/doctor            # explain the current environment
-//	go run ./examples/doctor -url '…'   # check one value instead
+//	go run ./examples/doctor                       # explain the current environment
+//	go run ./examples/doctor -url '…'              # check one value instead
+//	go run ./examples/doctor -merged /data/app.db  # stop reporting that file's rows
 //
 // The exit status is 0 when a valid primary database is configured and 1
-// when only a fallback is left (2 for bad flags).
+// when only a fallback is left (2 for bad flags). With -merged it is 0
+// when the file was marked and 1 when it could not be.
 package main
 
 import (
@@ -20,6 +26,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/dbfallback/dbfallback"
 )
@@ -34,8 +41,17 @@ func run(args []string, lookup func(string) (string, bool), stdout, stderr io.Wr
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	url := fs.String("url", "", "check this value instead of the environment")
+	merged := fs.String("merged", "", "mark the rows left in this SQLite fallback file as merged into the primary")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *merged != "" {
+		if err := dbfallback.MarkMerged(context.Background(), *merged); err != nil {
+			fmt.Fprintln(stderr, "doctor:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "Marked the rows left in %s as merged: Open no longer reports them.\n", *merged)
+		return 0
 	}
 	opts := []dbfallback.Option{dbfallback.WithLookupEnv(lookup)}
 	checkOne := false
@@ -59,6 +75,8 @@ func run(args []string, lookup func(string) (string, bool), stdout, stderr io.Wr
 		return 1
 	}
 	report(stdout, r)
+	stranded, err := dbfallback.FindStranded(context.Background(), opts...)
+	reportStranded(stdout, stranded, err)
 	if r.Primary.IsZero() {
 		return 1
 	}
@@ -122,6 +140,29 @@ func report(w io.Writer, r dbfallback.Resolution) {
 			kind += ", ephemeral"
 		}
 		fmt.Fprintf(w, "  %d. %s (%s)\n", i+1, t, kind)
+	}
+}
+
+// reportStranded lists rows left in fallback files.
+func reportStranded(w io.Writer, found []dbfallback.Stranded, err error) {
+	fmt.Fprintln(w, "\nRows left in SQLite fallback files (written while the primary was not in use):")
+	if len(found) == 0 && err == nil {
+		fmt.Fprintln(w, "  none")
+	}
+	for _, s := range found {
+		fmt.Fprintf(w, "  %s: %d rows, written between %s and %s\n", s.Path, s.Rows,
+			s.Since.UTC().Format(time.RFC3339), s.LastWrite.UTC().Format(time.RFC3339))
+		for _, t := range s.Tables {
+			if t.AfterRowID >= 0 {
+				fmt.Fprintf(w, "    %s: %d rows (rowid > %d)\n", t.Name, t.Rows, t.AfterRowID)
+			} else {
+				fmt.Fprintf(w, "    %s: %d more rows\n", t.Name, t.Rows)
+			}
+		}
+		fmt.Fprintf(w, "    merge them into the primary by hand (see the README), then run: doctor -merged %s\n", s.Path)
+	}
+	if err != nil {
+		fmt.Fprintf(w, "  could not read every file: %v\n", err)
 	}
 }
 

@@ -2,9 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"path/filepath"
 	"testing"
 
+	"github.com/dbfallback/dbfallback"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func fakeEnv(kv ...string) func(string) (string, bool) {
@@ -67,4 +71,39 @@ func TestDoctor(t *testing.T) {
 func TestDoctorBadFlag(t *testing.T) {
 	var out, errOut bytes.Buffer
 	assert.Equal(t, 2, run([]string{"-nope"}, fakeEnv(), &out, &errOut))
+}
+
+// TestDoctorStranded: rows a SQLite fallback took are listed with their
+// tables and counts until -merged marks them.
+func TestDoctorStranded(t *testing.T) {
+	t.Chdir(t.TempDir())
+	path := filepath.Join(t.TempDir(), "notes.db")
+	down := fakeEnv("SQLITE_PATH", path, "TMPDIR", t.TempDir())
+	db, err := dbfallback.Open(context.Background(), dbfallback.WithLookupEnv(down), dbfallback.WithInit(
+		func(ctx context.Context, db *dbfallback.DB) error {
+			_, err := db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, title TEXT)")
+			return err
+		}))
+	require.NoError(t, err)
+	_, err = db.Exec("INSERT INTO notes (title) VALUES ('a'), ('b')")
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	up := fakeEnv("SQLITE_PATH", path, "TMPDIR", t.TempDir(), "DATABASE_URL", "postgres://app:Hunter2@db.internal/app")
+	var out, errOut bytes.Buffer
+	assert.Equal(t, 0, run(nil, up, &out, &errOut))
+	assert.Contains(t, out.String(), path+": 2 rows, written between")
+	assert.Contains(t, out.String(), "notes: 2 rows (rowid > 0)")
+	assert.Contains(t, out.String(), "doctor -merged "+path)
+	assert.NotContains(t, out.String(), "Hunter2")
+
+	out.Reset()
+	assert.Equal(t, 0, run([]string{"-merged", path}, up, &out, &errOut), errOut.String())
+	assert.Contains(t, out.String(), "Marked the rows left in "+path+" as merged")
+	out.Reset()
+	assert.Equal(t, 0, run(nil, up, &out, &errOut))
+	assert.Contains(t, out.String(), "Rows left in SQLite fallback files (written while the primary was not in use):\n  none")
+	errOut.Reset()
+	assert.Equal(t, 1, run([]string{"-merged", path}, up, &out, &errOut), "nothing left to mark")
+	assert.Contains(t, errOut.String(), "no rows left by a fallback are recorded")
 }

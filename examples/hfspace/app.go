@@ -5,8 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dbfallback/dbfallback"
 )
@@ -27,18 +30,55 @@ func newApp(logger *slog.Logger, lookup func(string) (string, bool)) *app {
 }
 
 // open opens the database with dbfallback. With the default strategy it
-// fails only when ctx ends (the server is shutting down).
+// fails only when ctx ends (the server is shutting down) or the schema
+// cannot be created. When DB_OPEN_TIMEOUT passes first (a machine too
+// loaded for even SQLite to open in the time dbfallback kept for it), it
+// opens SQLite without a deadline rather than stay unready.
 func (a *app) open(ctx context.Context) {
-	db, err := dbfallback.Open(ctx,
+	opts := []dbfallback.Option{
 		dbfallback.WithLookupEnv(a.lookup),
 		dbfallback.WithLogger(a.logger),
 		dbfallback.WithSQLiteName("notes.db"),
-		dbfallback.WithInit(createSchema))
+		dbfallback.WithInit(createSchema),
+	}
+	octx := ctx
+	if d := a.openTimeout(); d > 0 {
+		var cancel context.CancelFunc
+		octx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	db, err := dbfallback.Open(octx, opts...)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		a.logger.Warn("hfspace: the database did not open within DB_OPEN_TIMEOUT; opening SQLite without a deadline", "error", err.Error())
+		db, err = dbfallback.Open(ctx, append(opts, dbfallback.WithStrategy(dbfallback.SQLiteOnly))...)
+	}
 	if err != nil {
 		a.logger.Error("hfspace: no database", "error", err.Error())
 		return
 	}
 	a.db.Store(db)
+}
+
+// openTimeout reads DB_OPEN_TIMEOUT, the longest the database may take to
+// open (a Go duration such as "10s", or whole seconds); 0, the default,
+// means no bound but the connect timeout. Within it, dbfallback keeps room
+// for the SQLite fallback, so a silent primary still leaves the Space
+// ready in time.
+func (a *app) openTimeout() time.Duration {
+	v, ok := a.lookup("DB_OPEN_TIMEOUT")
+	if !ok || strings.TrimSpace(v) == "" {
+		return 0
+	}
+	v = strings.TrimSpace(v)
+	if n, err := strconv.Atoi(v); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		a.logger.Warn("hfspace: DB_OPEN_TIMEOUT is not a positive duration; ignored", "value", v)
+		return 0
+	}
+	return d
 }
 
 // close closes the database if it opened; safe to call more than once.

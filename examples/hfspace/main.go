@@ -16,8 +16,13 @@
 //	PUT  /api/notes/{id}   replace title and body
 //	DELETE /api/notes/{id} delete
 //
+// DB_OPEN_TIMEOUT (for example "10s") bounds how long the database may take
+// to open; dbfallback keeps part of it for the SQLite fallback, so a silent
+// PostgreSQL still leaves the Space ready within it (and should even SQLite
+// miss it, SQLite opens without a deadline).
+//
 // SIGTERM or SIGINT stops accepting connections, drains requests (up to
-// 10s) and closes the database.
+// 10s) and closes the database; a database still opening is abandoned.
 package main
 
 import (

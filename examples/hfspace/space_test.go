@@ -242,7 +242,7 @@ func tmpDB(t *testing.T) {
 		return
 	}
 	t.Cleanup(func() {
-		for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		for _, p := range []string{path, path + "-wal", path + "-shm", path + ".dbfallback.json"} {
 			os.Remove(p)
 		}
 	})

@@ -1,0 +1,290 @@
+package dbfallback
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// sqlite_check.go finds damaged pages under a valid SQLite header. A full
+// check reads every page: measured on a shared 2-core machine
+// (BENCHMARKS.md), PRAGMA quick_check takes 0.1–0.2 s on a 100 MB file and
+// 1.1–2.0 s on 1 GB when the file is in the page cache, 3.2–4.0 s and
+// 33–41 s when it is not, far beyond a startup deadline. So Open runs a cheap probe
+// (the schema, and the first and last row of each table: the pages every
+// read and insert of a table goes through) and, once the database is in
+// use, a full quick_check in the background on a read-only connection of
+// its own, which Health reports.
+
+// maxProbedTables bounds the cheap probe; the background check covers
+// every table.
+const maxProbedTables = 512
+
+// isDamage reports SQLite's "database disk image is malformed" and "file
+// is not a database".
+func isDamage(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && (se.Code == sqlite3.ErrCorrupt || se.Code == sqlite3.ErrNotADB)
+}
+
+// openSQLiteFile opens t (see openSQLite) and checks that it takes
+// writes. Before the pool opens (and switches the file to WAL mode, which
+// writes its header), a read-only connection probes the pages: a file
+// SQLite finds damaged is moved aside byte for byte, like one with a
+// damaged header, and a new database opens in its place. Other failures
+// are returned, so Open tries the next location.
+func openSQLiteFile(ctx context.Context, o *options, t Target) (*engine, error) {
+	if t.Memory {
+		return openSQLite(ctx, o, t)
+	}
+	var note string
+	if s, err := inspectSQLiteFile(ctx, t.Path); err == nil && s.kind == fileSQLite {
+		// A damaged header, a foreign file and the like are prepareSQLiteFile's.
+		if err := probeReadOnly(ctx, t); isDamage(err) {
+			if note, err = moveDamaged(ctx, o, t, err); err != nil {
+				return nil, err
+			}
+		}
+	}
+	e, err := openSQLite(ctx, o, t)
+	if isDamage(err) && note == "" {
+		// Damage the read-only probe could not see (it gives way to a hot
+		// journal, say) but the pool did, before writing anything.
+		if note, err = moveDamaged(ctx, o, t, err); err != nil {
+			return nil, err
+		}
+		e, err = openSQLite(ctx, o, t)
+	}
+	if err == nil {
+		if err = checkWritable(ctx, t); err != nil {
+			e.close()
+		}
+	}
+	if err != nil {
+		if note != "" {
+			return nil, fmt.Errorf("%s; then: %w", note, err)
+		}
+		return nil, err
+	}
+	if note != "" && e.note != "" {
+		note += "; " + e.note
+	}
+	if note != "" {
+		e.note = note
+	}
+	return e, nil
+}
+
+// moveDamaged moves the file of t aside after SQLite reported damage.
+func moveDamaged(ctx context.Context, o *options, t Target, damage error) (string, error) {
+	why := "a damaged SQLite database (" + damage.Error() + ")"
+	s, err := inspectSQLiteFile(ctx, t.Path)
+	if err != nil {
+		return "", fmt.Errorf("dbfallback: %s is %s: %w", t.Path, why, err)
+	}
+	aside, err := moveAside(ctx, t.Path, s.info, o.now)
+	if err != nil {
+		return "", fmt.Errorf("dbfallback: %s is %s and could not be moved aside: %w", t.Path, why, err)
+	}
+	return fmt.Sprintf("%s was %s; moved it aside to %s", t.Path, why, aside), nil
+}
+
+// probeReadOnly runs probePages on a read-only connection to t, which
+// writes nothing. Only damage matters: other errors (no file yet, a hot
+// journal a reader cannot roll back) are for the pool to meet.
+func probeReadOnly(ctx context.Context, t Target) error {
+	db, err := sql.Open("sqlite3", readOnlyDSN(t, "_busy_timeout=5000"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	return probePages(ctx, db)
+}
+
+// close releases an engine that will not be used.
+func (e *engine) close() {
+	e.db.Close()
+	for _, c := range e.closers {
+		c()
+	}
+}
+
+// probePages reads the schema and the first and last row of each table
+// (up to maxProbedTables): a few pages per table whatever the file's size.
+// It returns the first error that says the file is damaged, or nil.
+func probePages(ctx context.Context, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, "SELECT name FROM sqlite_schema WHERE type = 'table' LIMIT ?", maxProbedTables)
+	if err != nil {
+		return err
+	}
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return err
+		}
+		tables = append(tables, name)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, name := range tables {
+		q := quoteIdent(name)
+		for _, query := range []string{
+			"SELECT 1 FROM " + q + " LIMIT 1",
+			"SELECT 1 FROM " + q + " ORDER BY rowid DESC LIMIT 1", // fails on WITHOUT ROWID tables: ignored
+		} {
+			var one int
+			err := db.QueryRowContext(ctx, query).Scan(&one)
+			if isDamage(err) || ctx.Err() != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkWritable takes SQLite's write lock on t and releases it, on a
+// connection of its own that does not wait: a file that opens but cannot
+// be written (its -shm is not writable, say) fails here, not on the first
+// request. A lock held by another process counts as writable.
+func checkWritable(ctx context.Context, t Target) error {
+	db, err := sql.Open("sqlite3", sqliteDSN(t, "_busy_timeout=0&_txlock=immediate"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	tx, err := db.BeginTx(ctx, nil)
+	var se sqlite3.Error
+	if errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("dbfallback: %s cannot be written: %w", t.Path, err)
+	}
+	return tx.Rollback()
+}
+
+// readOnlyDSN is the DSN of a read-only connection to the file of t: it
+// reads the write-ahead log, and writes neither the file nor the log.
+func readOnlyDSN(t Target, tuning string) string {
+	ro := t
+	ro.Params = maps.Clone(t.Params)
+	if ro.Params == nil {
+		ro.Params = map[string]string{}
+	}
+	ro.Params["mode"] = "ro"
+	return sqliteDSN(ro, tuning)
+}
+
+// quoteIdent quotes a SQL identifier for SQLite and PostgreSQL.
+func quoteIdent(name string) string {
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+}
+
+// Integrity states reported in [Health.Integrity].
+const (
+	integrityChecking = "checking"
+	integrityOK       = "ok"
+	integrityDamaged  = "damaged"
+	integrityUnknown  = "unknown"
+)
+
+// integrity is the background check's state.
+type integrity struct {
+	mu     sync.Mutex
+	state  string // "" when no check runs (PostgreSQL, memory)
+	detail string
+}
+
+func (i *integrity) set(state, detail string) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.state, i.detail = state, detail
+}
+
+func (i *integrity) get() (state, detail string) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.state, i.detail
+}
+
+// startIntegrityCheck runs PRAGMA quick_check on the SQLite file in use,
+// on a read-only connection outside the pool, and reports the outcome
+// through Health and, when the file is damaged, an error log line. Close
+// interrupts it. The check holds a read transaction while it runs, so the
+// write-ahead log cannot be checkpointed past it until it ends.
+func (db *DB) startIntegrityCheck() {
+	t := db.target
+	if t.Dialect != SQLite || t.Memory {
+		return
+	}
+	dsn := readOnlyDSN(t, "_busy_timeout=10000")
+	ctx, cancel := context.WithCancel(context.Background())
+	db.stopCheck = cancel
+	db.integrity.set(integrityChecking, "")
+	db.wg.Add(1)
+	go func() {
+		defer db.wg.Done()
+		state, detail := quickCheck(ctx, dsn)
+		if ctx.Err() != nil {
+			return // closed before the end: nothing learnt
+		}
+		if state == integrityDamaged {
+			db.logger.Error("dbfallback: the SQLite database file is damaged; reads of the damaged pages fail",
+				"path", t.Path, "quick_check", detail,
+				"hint", "stop the service and restore the file from a copy, or move it aside so a new database is created")
+		}
+		db.integrity.set(state, detail) // after the log line: whoever sees the state sees the line
+
+	}()
+}
+
+// maxCheckErrors bounds the problems quick_check lists.
+const maxCheckErrors = 5
+
+// quickCheck runs PRAGMA quick_check on dsn and returns the state and, when
+// not ok, what SQLite said.
+func quickCheck(ctx context.Context, dsn string) (state, detail string) {
+	cdb, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		return integrityUnknown, err.Error()
+	}
+	defer cdb.Close()
+	cdb.SetMaxOpenConns(1)
+	rows, err := cdb.QueryContext(ctx, fmt.Sprintf("PRAGMA quick_check(%d)", maxCheckErrors))
+	if err != nil {
+		if isDamage(err) {
+			return integrityDamaged, err.Error()
+		}
+		return integrityUnknown, err.Error()
+	}
+	defer rows.Close()
+	var lines []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return integrityUnknown, err.Error()
+		}
+		lines = append(lines, line)
+	}
+	if err := rows.Err(); err != nil {
+		if isDamage(err) {
+			return integrityDamaged, err.Error()
+		}
+		return integrityUnknown, err.Error()
+	}
+	if len(lines) == 1 && lines[0] == "ok" {
+		return integrityOK, ""
+	}
+	return integrityDamaged, strings.Join(lines, "; ")
+}
