@@ -29,6 +29,13 @@ func TestAttackSessionPinnedConnLeftOpen(t *testing.T) {
 			_, err := conn.QueryContext(ctx, "SELECT n FROM "+table)
 			return err
 		}},
+		{"row not scanned", func(ctx context.Context, conn *sql.Conn, table string) error {
+			s, err := SessionFrom(ctx)
+			if err == nil {
+				s.QueryRowContext(ctx, "SELECT n FROM "+table) // through the session, on conn
+			}
+			return err
+		}},
 		{"tx", func(ctx context.Context, conn *sql.Conn, table string) error {
 			tx, err := conn.BeginTx(ctx, nil)
 			if err == nil {
