@@ -1,6 +1,7 @@
 package dbfallback
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -8,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -26,8 +29,8 @@ import (
 // Every wait is bounded by the pool's busy timeout, once: a writer that
 // waited for the gate has its busy timeout shortened by that wait, and a
 // wait that used the whole timeout ends in a *lockWaitError, which Tx does
-// not retry. A write that would wait for its own request's transaction
-// fails at once (errOwnWriteLock).
+// not retry. A write that would wait for a transaction its own goroutine
+// began in the same request fails at once (errOwnWriteLock).
 
 // writeGate serializes SQLite writers inside the process. Waiters queue in
 // order instead of polling the busy handler, so no writer starves and
@@ -37,11 +40,18 @@ type writeGate struct {
 	// wait is the pool's busy timeout: the longest a writer waits for the
 	// gate and the lock together. Set before the pool is shared.
 	wait time.Duration
-	// owner is the session whose transaction holds the gate, nil when the
-	// holder is not a transaction begun with a session's context.
-	owner atomic.Pointer[Session]
+	// owner is the transaction begun with a session's context that holds
+	// the gate, nil when the holder is anything else.
+	owner atomic.Pointer[gateOwner]
 	// since is when the holder took the gate (UnixNano).
 	since atomic.Int64
+}
+
+// gateOwner is a transaction holding the gate: the session whose
+// context began it, and the goroutine that began it.
+type gateOwner struct {
+	session   *Session
+	goroutine uint64
 }
 
 func newWriteGate(wait time.Duration) *writeGate {
@@ -61,23 +71,27 @@ var errWriteLockWait = errors.New("the SQLite write lock stayed taken for the wh
 // SQLite's own busy at once, it is retryable.
 var errWriteLockBusy = errors.New("dbfallback: SQLite write: the write lock is taken and the busy timeout is 0")
 
-// errOwnWriteLock reports a write that would wait for its own request's
-// transaction: the lock would never come.
-var errOwnWriteLock = errors.New("dbfallback: SQLite write: this request's own transaction holds the write lock, so the write would wait for itself until the busy timeout; run it on the transaction (tx.ExecContext), or after Commit")
+// errOwnWriteLock reports a write that would wait for a transaction its
+// own goroutine began in the same request: the lock would never come.
+var errOwnWriteLock = errors.New("dbfallback: SQLite write: a transaction this goroutine began in the same request holds the write lock, so the write would wait for itself until the busy timeout; run it on the transaction (tx.ExecContext), or after Commit")
 
 // acquire takes the gate for a writer whose context is ctx, and returns
-// how long it waited. It fails at once with errOwnWriteLock when ctx
-// carries the session whose transaction holds the gate, with a
+// how long it waited. It fails at once with errOwnWriteLock when the
+// gate is held by a transaction that this goroutine began with the same
+// session's context (the writer would wait for itself), with a
 // *lockWaitError after the busy timeout, and with ctx's error when ctx
-// ends first.
+// ends first. Another goroutine of the same request waits its turn like
+// any writer: the transaction it waits for can still end.
 func (g *writeGate) acquire(ctx context.Context) (time.Duration, error) {
 	select {
 	case g.ch <- struct{}{}:
 		return 0, nil
 	default:
 	}
-	if s := sessionOf(ctx); s != nil && g.owner.Load() == s {
-		return 0, errOwnWriteLock
+	if s := sessionOf(ctx); s != nil {
+		if o := g.owner.Load(); o != nil && o.session == s && o.goroutine != 0 && o.goroutine == goroutineID() {
+			return 0, errOwnWriteLock
+		}
 	}
 	if g.wait <= 0 {
 		return 0, errWriteLockBusy
@@ -99,11 +113,43 @@ func (g *writeGate) acquire(ctx context.Context) (time.Duration, error) {
 	}
 }
 
-// hold records who took the gate: the session of a transaction's context,
-// nil for a single statement.
+// hold records who took the gate: the session of a transaction's context
+// and the calling goroutine, which begins the transaction; nil for a
+// single statement.
 func (g *writeGate) hold(owner *Session) {
-	g.owner.Store(owner)
+	if owner != nil {
+		g.owner.Store(&gateOwner{session: owner, goroutine: goroutineID()})
+	} else {
+		g.owner.Store(nil)
+	}
 	g.since.Store(time.Now().UnixNano())
+}
+
+// goroutineID returns the calling goroutine's number, read from the first
+// line of its stack ("goroutine 18 [running]:"), or 0 if that fails.
+//
+// Go keeps goroutine identity hidden on purpose, and nothing here uses it
+// as goroutine-local storage: it only tells whether a writer is the very
+// goroutine whose transaction holds the gate, the one case where waiting
+// can never end (golang.org/x/net/http2 reads it the same way to check
+// lock ownership). It costs about a microsecond, paid only by
+// transactions begun with a session's context and by writers that find
+// such a transaction holding the gate.
+func goroutineID() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b, ok := bytes.CutPrefix(b, []byte("goroutine "))
+	if !ok {
+		return 0
+	}
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		b = b[:i]
+	}
+	id, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return id
 }
 
 func (g *writeGate) release() {
@@ -211,6 +257,9 @@ func (c *gatedConn) shortenBusy(waited time.Duration) func() {
 }
 
 func (c *gatedConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	if err := checkIsolation(sql.IsolationLevel(opts.Isolation)); err != nil {
+		return nil, err
+	}
 	if opts.ReadOnly {
 		// A deferred BEGIN: readers share the database in WAL mode and need
 		// no write lock. query_only makes SQLite refuse writes, as the

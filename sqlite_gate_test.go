@@ -46,6 +46,12 @@ func TestWriteGate(t *testing.T) {
 	_, err = g.acquire(context.WithValue(context.Background(), sessionKey{}, s))
 	assert.ErrorIs(t, err, errOwnWriteLock, "a write that would wait for its own session's transaction")
 	assert.Less(t, time.Since(start), 40*time.Millisecond, "fails at once")
+	other := make(chan error)
+	go func() { // another goroutine of the same request: its wait can end
+		_, err := g.acquire(context.WithValue(context.Background(), sessionKey{}, s))
+		other <- err
+	}()
+	assert.ErrorIs(t, <-other, errWriteLockWait, "another goroutine of the session waits its turn")
 	_, err = g.acquire(context.WithValue(context.Background(), sessionKey{}, &Session{}))
 	assert.ErrorIs(t, err, errWriteLockWait, "another session waits its turn")
 	g.release()
@@ -399,4 +405,15 @@ func TestSQLiteWriteShapesTakeTheGate(t *testing.T) {
 		var se sqlite3.Error
 		assert.False(t, errors.As(rows.Err(), &se))
 	})
+}
+
+func TestGoroutineID(t *testing.T) {
+	id := goroutineID()
+	require.NotZero(t, id)
+	assert.Equal(t, id, goroutineID(), "stable within a goroutine")
+	other := make(chan uint64)
+	go func() { other <- goroutineID() }()
+	o := <-other
+	assert.NotZero(t, o)
+	assert.NotEqual(t, id, o)
 }
