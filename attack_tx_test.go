@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -473,4 +474,62 @@ func TestAttackTxNestedBudget(t *testing.T) {
 	assert.False(t, IsRetryable(err), "a spent budget is final")
 	assert.Equal(t, 1, outerCalls)
 	assert.Less(t, took, outer)
+}
+
+// A fn that swallows a failed statement and returns nil: PostgreSQL has
+// aborted the transaction, refuses what follows and rolls it back at
+// COMMIT. SQLite must do the same, or the fallback commits half of what
+// production rolls back. A savepoint rolled back to recovers on both.
+func TestAttackTxSwallowedError(t *testing.T) {
+	for _, d := range atkDialects() {
+		t.Run(d.name, func(t *testing.T) {
+			db := d.open(t, PoolConfig{})
+			table := atkCounter(t, db)
+			ctx := context.Background()
+			var afterErr error
+			err := db.Tx(ctx, func(tx *sql.Tx) error {
+				_, err := tx.ExecContext(ctx, "INSERT INTO "+table+" (id, n) VALUES (1, 5)")
+				require.Error(t, err, "duplicate key")
+				_, afterErr = tx.ExecContext(ctx, "UPDATE "+table+" SET n = n + 1 WHERE id = 1")
+				return nil // swallowed
+			})
+			t.Logf("statement after the failure: %v; Tx: %v", afterErr, err)
+			assert.Error(t, afterErr, "the aborted transaction refuses the next statement")
+			require.Error(t, err, "Tx reports the rollback")
+			assert.ErrorIs(t, err, pgx.ErrTxCommitRollback)
+			assert.False(t, IsRetryable(err))
+			assert.Equal(t, 0, atkCount(t, db, table), "nothing committed")
+
+			err = db.Tx(ctx, func(tx *sql.Tx) error {
+				if _, err := tx.ExecContext(ctx, "SAVEPOINT before_insert"); err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, "INSERT INTO "+table+" (id, n) VALUES (1, 5)"); err == nil {
+					return errors.New("duplicate accepted")
+				}
+				if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT before_insert"); err != nil {
+					return err
+				}
+				return atkIncrement(ctx, tx, table)
+			})
+			require.NoError(t, err, "a savepoint rolled back to recovers the transaction")
+			assert.Equal(t, 1, atkCount(t, db, table))
+
+			// The same through a prepared statement and through rows that
+			// fail while read (INSERT … RETURNING a duplicate).
+			err = db.Tx(ctx, func(tx *sql.Tx) error {
+				st, err := tx.PrepareContext(ctx, "INSERT INTO "+table+" (id, n) VALUES ($1, 0) RETURNING id")
+				if err != nil {
+					return err
+				}
+				defer st.Close()
+				var id int
+				require.Error(t, st.QueryRowContext(ctx, 1).Scan(&id))
+				return nil
+			})
+			require.Error(t, err)
+			assert.ErrorIs(t, err, pgx.ErrTxCommitRollback)
+			assert.Equal(t, 1, atkCount(t, db, table))
+		})
+	}
 }
