@@ -221,6 +221,9 @@ type gatedConn struct {
 	*sqlite3.SQLiteConn
 	gate *writeGate
 	inTx bool
+	// aborted is the first error of a statement of the open transaction,
+	// which then fails as PostgreSQL's would (see sqlite_txabort.go).
+	aborted error
 }
 
 // take acquires the gate for one write, shortens the connection's busy
@@ -293,7 +296,12 @@ func (c *gatedConn) Begin() (driver.Tx, error) {
 
 func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	if c.inTx {
-		return c.SQLiteConn.ExecContext(ctx, query, args)
+		if err := c.txRefuses(query); err != nil {
+			return nil, err
+		}
+		res, err := c.SQLiteConn.ExecContext(ctx, query, args)
+		c.txNote(query, err)
+		return res, err
 	}
 	done, start, err := c.take(ctx, nil)
 	if err != nil {
@@ -308,7 +316,18 @@ func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver
 // a transaction holds the gate until its rows are closed, as SQLite holds
 // the write lock until then.
 func (c *gatedConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if c.inTx || !c.writes(ctx, query) {
+	if c.inTx {
+		if err := c.txRefuses(query); err != nil {
+			return nil, err
+		}
+		rows, err := c.SQLiteConn.QueryContext(ctx, query, args)
+		c.txNote(query, err)
+		if err != nil {
+			return nil, err
+		}
+		return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), tx: c}, nil
+	}
+	if !c.writes(ctx, query) {
 		return c.SQLiteConn.QueryContext(ctx, query, args)
 	}
 	done, start, err := c.take(ctx, nil)
@@ -343,12 +362,20 @@ func (c *gatedConn) writes(ctx context.Context, query string) bool {
 // PrepareContext prepares a statement whose executions outside a
 // transaction take the gate when SQLite says the statement writes.
 func (c *gatedConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	if c.inTx {
+		if err := c.txRefuses(query); err != nil {
+			return nil, err
+		}
+	}
 	st, err := c.SQLiteConn.PrepareContext(ctx, query)
 	if err != nil {
+		if c.inTx {
+			c.txNote(query, err)
+		}
 		return nil, err
 	}
 	ss := st.(*sqlite3.SQLiteStmt)
-	return &gatedStmt{SQLiteStmt: ss, conn: c, readonly: ss.Readonly()}, nil
+	return &gatedStmt{SQLiteStmt: ss, conn: c, query: query, readonly: ss.Readonly()}, nil
 }
 
 func (c *gatedConn) Prepare(query string) (driver.Stmt, error) {
@@ -390,11 +417,20 @@ func firstKeyword(q string) string {
 type gatedStmt struct {
 	*sqlite3.SQLiteStmt
 	conn     *gatedConn
+	query    string
 	readonly bool
 }
 
 func (s *gatedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	if s.readonly || s.conn.inTx {
+	if s.conn.inTx {
+		if err := s.conn.txRefuses(s.query); err != nil {
+			return nil, err
+		}
+		res, err := s.SQLiteStmt.ExecContext(ctx, args)
+		s.conn.txNote(s.query, err)
+		return res, err
+	}
+	if s.readonly {
 		return s.SQLiteStmt.ExecContext(ctx, args)
 	}
 	done, start, err := s.conn.take(ctx, nil)
@@ -407,7 +443,18 @@ func (s *gatedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (
 }
 
 func (s *gatedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	if s.readonly || s.conn.inTx {
+	if s.conn.inTx {
+		if err := s.conn.txRefuses(s.query); err != nil {
+			return nil, err
+		}
+		rows, err := s.SQLiteStmt.QueryContext(ctx, args)
+		s.conn.txNote(s.query, err)
+		if err != nil {
+			return nil, err
+		}
+		return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), tx: s.conn}, nil
+	}
+	if s.readonly {
 		return s.SQLiteStmt.QueryContext(ctx, args)
 	}
 	done, start, err := s.conn.take(ctx, nil)
@@ -422,26 +469,31 @@ func (s *gatedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) 
 	return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), gate: s.conn.gate, done: done, waited: time.Since(start)}, nil
 }
 
-// gatedRows are the rows of a write outside a transaction: they hold the
-// gate until closed. go-sqlite3 takes the first step when the query runs,
-// so a busy error met then is reported by the first Next, and classified
-// with the time the query waited.
+// gatedRows are the rows of a write outside a transaction, which hold the
+// gate until closed, or the rows of a statement inside one, whose failure
+// aborts the transaction (see sqlite_txabort.go). go-sqlite3 takes the
+// first step when the query runs, so a busy error met then is reported by
+// the first Next, and classified with the time the query waited.
 type gatedRows struct {
 	*sqlite3.SQLiteRows
-	gate   *writeGate
-	done   func() // releases the gate; nil once called
+	gate   *writeGate // nil inside a transaction
+	done   func()     // releases the gate; nil once called
 	waited time.Duration
 	nexted bool
+	tx     *gatedConn // the connection whose transaction the rows belong to
 }
 
 func (r *gatedRows) Next(dest []driver.Value) error {
 	err := r.SQLiteRows.Next(dest)
-	if !r.nexted {
-		r.nexted = true
-		if err != nil && err != io.EOF {
+	if err != nil && err != io.EOF {
+		if !r.nexted && r.gate != nil {
 			err = r.gate.lockWait(err, r.waited)
 		}
+		if r.tx != nil {
+			r.tx.txNote("", err)
+		}
 	}
+	r.nexted = true
 	return err
 }
 
@@ -480,11 +532,16 @@ func (t *gatedTx) Rollback() error { return t.end("ROLLBACK") }
 func (t *gatedTx) end(stmt string) error {
 	defer func() {
 		t.conn.inTx = false
+		t.conn.aborted = nil
 		if t.done != nil {
 			t.done()
 			t.done = nil
 		}
 	}()
+	if first := t.conn.aborted; first != nil && stmt == "COMMIT" {
+		t.end("ROLLBACK")
+		return &txAbortedError{first: first, commit: true}
+	}
 	if t.inner != nil {
 		if stmt == "COMMIT" {
 			return t.inner.Commit()

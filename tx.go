@@ -91,6 +91,11 @@ func WithRetryBudget(d time.Duration) TxOption {
 // it then returns a *[TxError] wrapping the last error. fn may therefore
 // run more than once: keep side effects outside the database out of it.
 //
+// As on PostgreSQL, a statement that fails aborts the whole transaction,
+// on SQLite too: later statements are refused until ROLLBACK TO
+// SAVEPOINT, and if fn swallows the error and returns nil, the commit
+// rolls back and Tx returns an error matching pgx.ErrTxCommitRollback.
+//
 // A commit whose outcome is unknown, because the connection was lost or
 // ctx ended while COMMIT was under way, returns an error matching
 // [ErrCommitUnknown] and is never retried: the transaction may have
