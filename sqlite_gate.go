@@ -50,8 +50,12 @@ type writeGate struct {
 // gateOwner is a transaction holding the gate: the session whose
 // context began it, and the goroutine that began it.
 type gateOwner struct {
-	session   *Session
-	goroutine uint64
+	session *Session
+	// goroutine is the number of the goroutine that began the
+	// transaction, learned just after (see learnGoroutine); 0 until then,
+	// or if it could not be read.
+	goroutine atomic.Uint64
+	learned   chan struct{} // closed once goroutine is set
 }
 
 func newWriteGate(wait time.Duration) *writeGate {
@@ -89,7 +93,7 @@ func (g *writeGate) acquire(ctx context.Context) (time.Duration, error) {
 	default:
 	}
 	if s := sessionOf(ctx); s != nil {
-		if o := g.owner.Load(); o != nil && o.session == s && o.goroutine != 0 && o.goroutine == goroutineID() {
+		if o := g.owner.Load(); o != nil && o.session == s && o.begunBy(ctx, goroutineID()) {
 			return 0, errOwnWriteLock
 		}
 	}
@@ -118,31 +122,78 @@ func (g *writeGate) acquire(ctx context.Context) (time.Duration, error) {
 // single statement.
 func (g *writeGate) hold(owner *Session) {
 	if owner != nil {
-		g.owner.Store(&gateOwner{session: owner, goroutine: goroutineID()})
+		o := &gateOwner{session: owner, learned: make(chan struct{})}
+		go o.learnGoroutine()
+		g.owner.Store(o)
 	} else {
 		g.owner.Store(nil)
 	}
 	g.since.Store(time.Now().UnixNano())
 }
 
-// goroutineID returns the calling goroutine's number, read from the first
-// line of its stack ("goroutine 18 [running]:"), or 0 if that fails.
+// Which goroutine began a transaction.
 //
-// Go keeps goroutine identity hidden on purpose, and nothing here uses it
-// as goroutine-local storage: it only tells whether a writer is the very
-// goroutine whose transaction holds the gate, the one case where waiting
-// can never end (golang.org/x/net/http2 reads it the same way to check
-// lock ownership). It costs about a microsecond, paid only by
-// transactions begun with a session's context and by writers that find
-// such a transaction holding the gate.
+// Go hides goroutine identity on purpose, and nothing here uses it as
+// goroutine-local storage: the gate only needs to tell whether a writer
+// is the very goroutine whose transaction holds the lock, the one case in
+// which waiting can never end. Other goroutines of the same request wait
+// like any writer. The number is read from tracebacks, as debugging code
+// does (golang.org/x/net/http2 checks lock ownership this way); when it
+// cannot be read, the writer waits, bounded by the busy timeout, and the
+// error still names the cause.
+//
+// A traceback of the goroutine that begins a transaction costs tens of
+// microseconds (it walks the whole, deep stack), more than the
+// transaction itself. So the gate starts a goroutine of two frames that
+// reads its creator's number from the "created by … in goroutine N" line
+// of its own traceback (Go 1.21 and later), about a microsecond for the
+// transaction; a writer that waits reads its own number, which only a
+// waiter with the same session pays.
+
+// learnGoroutine runs in a goroutine that hold starts from the goroutine
+// beginning the transaction, and records that goroutine's number.
+func (o *gateOwner) learnGoroutine() {
+	var buf [1024]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	const marker = " in goroutine "
+	if i := bytes.LastIndex(b, []byte(marker)); i >= 0 {
+		o.goroutine.Store(parseGoroutineID(b[i+len(marker):]))
+	}
+	close(o.learned)
+}
+
+// begunBy reports whether goroutine id began the owner's transaction,
+// waiting (at most until ctx ends or a moment has passed) for the number
+// to be learned.
+func (o *gateOwner) begunBy(ctx context.Context, id uint64) bool {
+	if id == 0 {
+		return false
+	}
+	t := time.NewTimer(gateSlack)
+	defer t.Stop()
+	select {
+	case <-o.learned:
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return o.goroutine.Load() == id
+}
+
+// goroutineID returns the calling goroutine's number, read from the first
+// line of its traceback ("goroutine 18 [running]:"), or 0 if that fails.
 func goroutineID() uint64 {
 	var buf [64]byte
-	b := buf[:runtime.Stack(buf[:], false)]
-	b, ok := bytes.CutPrefix(b, []byte("goroutine "))
+	b, ok := bytes.CutPrefix(buf[:runtime.Stack(buf[:], false)], []byte("goroutine "))
 	if !ok {
 		return 0
 	}
-	if i := bytes.IndexByte(b, ' '); i > 0 {
+	return parseGoroutineID(b)
+}
+
+// parseGoroutineID reads the number at the start of b, up to a blank or
+// the end of the line; 0 if there is none.
+func parseGoroutineID(b []byte) uint64 {
+	if i := bytes.IndexAny(b, " \n"); i >= 0 {
 		b = b[:i]
 	}
 	id, err := strconv.ParseUint(string(b), 10, 64)

@@ -416,4 +416,16 @@ func TestGoroutineID(t *testing.T) {
 	o := <-other
 	assert.NotZero(t, o)
 	assert.NotEqual(t, id, o)
+
+	// hold learns the number of the goroutine that calls it.
+	g := newWriteGate(time.Second)
+	s := &Session{}
+	g.hold(s)
+	owner := g.owner.Load()
+	require.NotNil(t, owner)
+	<-owner.learned
+	assert.Equal(t, id, owner.goroutine.Load())
+	assert.True(t, owner.begunBy(context.Background(), id))
+	assert.False(t, owner.begunBy(context.Background(), o))
+	assert.False(t, owner.begunBy(context.Background(), 0))
 }
