@@ -533,3 +533,88 @@ func TestAttackTxSwallowedError(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkAttackOwnerCost measures what the own-lock check costs a
+// SQLite transaction begun with a request's context (it records the
+// goroutine that began it), against the same Tx with a plain context,
+// the two taken in turn within each op so that a shared machine's load
+// falls on both alike; and goroutineID alone.
+func BenchmarkAttackOwnerCost(b *testing.B) {
+	b.Run("tx", func(b *testing.B) {
+		db := benchDB(b, "sqlite")
+		ctx := context.Background()
+		if _, err := db.ExecContext(ctx, "CREATE TABLE bench_owner (v INTEGER)"); err != nil {
+			b.Fatal(err)
+		}
+		s := &Session{db: db}
+		defer s.end()
+		rctx := context.WithValue(ctx, sessionKey{}, s)
+		insert := func(ctx context.Context) func(tx *sql.Tx) error {
+			return func(tx *sql.Tx) error {
+				_, err := tx.ExecContext(ctx, "INSERT INTO bench_owner (v) VALUES (1)")
+				return err
+			}
+		}
+		var took [2]time.Duration // plain, request
+		ctxs := [2]context.Context{ctx, rctx}
+		n := 0
+		for b.Loop() {
+			for k := range 2 { // alternate which goes first
+				i := (n + k) % 2
+				start := time.Now()
+				if err := db.Tx(ctxs[i], insert(ctxs[i])); err != nil {
+					b.Fatal(err)
+				}
+				took[i] += time.Since(start)
+			}
+			n++
+		}
+		plain, request := took[0], took[1]
+		b.ReportMetric(float64(plain.Microseconds())/float64(n), "µs/plain")
+		b.ReportMetric(float64(request.Microseconds())/float64(n), "µs/request")
+		b.ReportMetric(float64(request)/float64(plain), "request/plain")
+	})
+	b.Run("goroutineID", func(b *testing.B) {
+		for b.Loop() {
+			goroutineID()
+		}
+	})
+}
+
+// SQLite, in a request: fn hands a write through db to another goroutine
+// and waits for it. That goroutine is not the one that began the
+// transaction, so it is not refused at once; its wait is still bounded by
+// the busy timeout, once, and names the cause.
+func TestAttackTxWriteFromHelperGoroutine(t *testing.T) {
+	db := atkOpenSQLite(t, 600*time.Millisecond, PoolConfig{})
+	table := atkCounter(t, db)
+	var err error
+	var took time.Duration
+	calls := 0
+	h := Middleware(db)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		start := time.Now()
+		err = db.Tx(ctx, func(tx *sql.Tx) error {
+			calls++
+			if err := atkIncrement(ctx, tx, table); err != nil {
+				return err
+			}
+			done := make(chan error)
+			go func() {
+				_, err := db.ExecContext(ctx, "UPDATE "+table+" SET n = n + 10 WHERE id = 1")
+				done <- err
+			}()
+			return <-done
+		})
+		took = time.Since(start)
+	}))
+	returned, _ := atkServe(t, h, 5*time.Second)
+	require.True(t, returned)
+	require.Error(t, err)
+	t.Logf("took %s: %v", took, err)
+	assert.Equal(t, 1, calls)
+	assert.False(t, IsRetryable(err))
+	assert.Less(t, took, 1500*time.Millisecond)
+	assert.Contains(t, err.Error(), "instead of tx")
+	assert.Equal(t, 0, atkCount(t, db, table))
+}
