@@ -574,11 +574,37 @@ func BenchmarkAttackOwnerCost(b *testing.B) {
 		b.ReportMetric(float64(request.Microseconds())/float64(n), "µs/request")
 		b.ReportMetric(float64(request)/float64(plain), "request/plain")
 	})
-	b.Run("goroutineID", func(b *testing.B) {
-		for b.Loop() {
-			goroutineID()
-		}
-	})
+	// What each way of reading a goroutine's number costs with 0, 20 and
+	// 40 more frames on the stack: the whole traceback (goroutineID, what
+	// a waiting writer pays) against the two-frame helper goroutine that
+	// hold starts (waited for here; the transaction does not wait).
+	for _, depth := range []int{0, 20, 40} {
+		b.Run(fmt.Sprintf("traceback/depth-%d", depth), func(b *testing.B) {
+			atkDeep(depth, func() {
+				for b.Loop() {
+					goroutineID()
+				}
+			})
+		})
+		b.Run(fmt.Sprintf("helper/depth-%d", depth), func(b *testing.B) {
+			atkDeep(depth, func() {
+				for b.Loop() {
+					o := &gateOwner{learned: make(chan struct{})}
+					go o.learnGoroutine()
+					<-o.learned
+				}
+			})
+		})
+	}
+}
+
+// atkDeep calls f under depth more frames.
+func atkDeep(depth int, f func()) {
+	if depth == 0 {
+		f()
+		return
+	}
+	atkDeep(depth-1, f)
 }
 
 // SQLite, in a request: fn hands a write through db to another goroutine
