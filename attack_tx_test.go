@@ -644,3 +644,45 @@ func TestAttackTxWriteFromHelperGoroutine(t *testing.T) {
 	assert.Contains(t, err.Error(), "instead of tx")
 	assert.Equal(t, 0, atkCount(t, db, table))
 }
+
+// SQLite: a query that starts with SELECT but carries a write after a
+// semicolon writes like any other: it queues for the write lock, its wait
+// is bounded and named, and it never reports a bare "database is locked".
+func TestAttackSQLiteMultiStatementQuery(t *testing.T) {
+	db := atkOpenSQLite(t, 500*time.Millisecond, PoolConfig{})
+	table := atkCounter(t, db)
+	ctx := context.Background()
+	left, err := db.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	_, err = left.ExecContext(ctx, "UPDATE "+table+" SET n = 3 WHERE id = 1")
+	require.NoError(t, err)
+	queries := []string{
+		"SELECT 1; UPDATE " + table + " SET n = 9 WHERE id = 1",
+		"SELECT ';' /* ; */ ; -- a comment\n UPDATE " + table + " SET n = 9 WHERE id = 1",
+	}
+	for _, q := range queries {
+		rows, err := db.QueryContext(ctx, q)
+		if err == nil {
+			for rows.Next() {
+			}
+			err = rows.Err()
+			rows.Close()
+		}
+		require.Error(t, err, q)
+		t.Logf("%v", err)
+		assert.Contains(t, err.Error(), "left open", "the wait is the gate's, with its cause")
+	}
+	require.NoError(t, left.Rollback())
+	// A lone statement with a semicolon in a string or a trailing one is a
+	// read, and does not wait for the write lock.
+	other, err := db.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	defer other.Rollback()
+	for _, q := range []string{"SELECT ';' FROM " + table + ";", "SELECT n FROM " + table + " -- ; not a statement"} {
+		start := time.Now()
+		rows, err := db.QueryContext(ctx, q)
+		require.NoError(t, err, q)
+		rows.Close()
+		assert.Less(t, time.Since(start), 300*time.Millisecond, q)
+	}
+}
