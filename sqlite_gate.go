@@ -393,11 +393,15 @@ func (c *gatedConn) QueryContext(ctx context.Context, query string, args []drive
 	return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), gate: c.gate, done: done, waited: time.Since(start)}, nil
 }
 
-// writes reports whether query's first statement may write. A query that
+// writes reports whether query may write. A single statement that
 // starts with SELECT or VALUES only reads; anything else is asked of
 // SQLite (sqlite3_stmt_readonly), and an error counts as a write, to be
-// reported by the real run.
+// reported by the real run. Several statements count as a write:
+// go-sqlite3 runs them all, and SQLite judges only the first.
 func (c *gatedConn) writes(ctx context.Context, query string) bool {
+	if severalStatements(query) {
+		return true
+	}
 	switch strings.ToUpper(firstKeyword(query)) {
 	case "SELECT", "VALUES":
 		return false
@@ -461,6 +465,50 @@ func firstKeyword(q string) string {
 			return q[:end]
 		}
 	}
+}
+
+// severalStatements reports whether query holds a statement after a
+// semicolon: it skips string literals, quoted names and comments, and
+// ignores trailing semicolons, blanks and comments.
+func severalStatements(q string) bool {
+	ended := false // a semicolon was seen outside quotes and comments
+	for i := 0; i < len(q); i++ {
+		switch ch := q[i]; {
+		case ch == '\'' || ch == '"' || ch == '`' || ch == '[':
+			if ended {
+				return true
+			}
+			closing := ch
+			if ch == '[' {
+				closing = ']'
+			}
+			j := strings.IndexByte(q[i+1:], closing)
+			if j < 0 {
+				return false
+			}
+			i += j + 1 // a doubled quote reads as two literals, which is the same here
+		case ch == '-' && strings.HasPrefix(q[i:], "--"):
+			j := strings.IndexByte(q[i:], '\n')
+			if j < 0 {
+				return false
+			}
+			i += j
+		case ch == '/' && strings.HasPrefix(q[i:], "/*"):
+			j := strings.Index(q[i+2:], "*/")
+			if j < 0 {
+				return false
+			}
+			i += j + 3
+		case ch == ';':
+			ended = true
+		case ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\f':
+		default:
+			if ended {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // gatedStmt is a prepared statement that takes the gate to write outside a

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -428,4 +429,51 @@ func TestGoroutineID(t *testing.T) {
 	assert.True(t, owner.begunBy(context.Background(), id))
 	assert.False(t, owner.begunBy(context.Background(), o))
 	assert.False(t, owner.begunBy(context.Background(), 0))
+}
+
+func TestSeveralStatements(t *testing.T) {
+	tests := []struct {
+		q    string
+		want bool
+	}{
+		{"SELECT 1", false},
+		{"SELECT 1;", false},
+		{"SELECT 1 ;  \n\t", false},
+		{"SELECT 1; -- done", false},
+		{"SELECT 1; /* done */ ;", false},
+		{"SELECT ';' FROM t", false},
+		{"SELECT \"a;b\" FROM t", false},
+		{"SELECT [a;b] FROM t", false},
+		{"SELECT 'it''s; fine'", false},
+		{"SELECT 1 -- ; DELETE FROM t", false},
+		{"SELECT 1 /* ; DELETE FROM t */", false},
+		{"SELECT 1; DELETE FROM t", true},
+		{"SELECT 1;DELETE FROM t", true},
+		{"SELECT ';'; DELETE FROM t", true},
+		{"SELECT 1; -- x\nDELETE FROM t", true},
+		{"SELECT 1; /* x */ DELETE FROM t", true},
+		{"SELECT 1; 'x'", true},
+		{"SELECT 'unterminated; DELETE", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.q, func(t *testing.T) {
+			assert.Equal(t, tt.want, severalStatements(tt.q))
+		})
+	}
+}
+
+func FuzzSeveralStatements(f *testing.F) {
+	for _, q := range []string{"SELECT 1; DELETE FROM t", "SELECT ';'", "SELECT 1 -- ;\n", "/* ; */ SELECT [;]", "SELECT 'a''b'; x"} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		got := severalStatements(q)
+		if !strings.Contains(q, ";") && got {
+			t.Fatalf("no semicolon, yet several statements: %q", q)
+		}
+		if got && !severalStatements(q+";") {
+			t.Fatalf("a trailing semicolon undid several statements: %q", q)
+		}
+	})
 }
