@@ -21,33 +21,48 @@ import (
 // would meet them: serializable on both dialects, retries within a
 // budget, ErrCommitUnknown never retried, lock waits bounded once.
 
-// A fn that leaves by runtime.Goexit (t.FailNow, require inside Tx in a
-// test) must not leave its transaction open: on SQLite that would hold
-// the write lock until the process exits.
-func TestAttackTxGoexitRollsBack(t *testing.T) {
+// A fn that leaves other than by returning, by a panic or by
+// runtime.Goexit (t.FailNow, a require inside Tx in a test), must not
+// leave its transaction open: on SQLite that would hold the write lock
+// until the process exits. A panic goes on, with its own value.
+func TestAttackTxLeftAbnormally(t *testing.T) {
+	ways := []struct {
+		name  string
+		leave func()
+	}{
+		{"panic", func() { panic("fn bug") }},
+		{"Goexit", runtime.Goexit},
+	}
 	for _, d := range atkDialects() {
-		t.Run(d.name, func(t *testing.T) {
-			db := d.open(t, PoolConfig{MaxOpenConns: 2})
-			table := atkCounter(t, db)
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				db.Tx(context.Background(), func(tx *sql.Tx) error {
-					if _, err := tx.Exec("UPDATE " + table + " SET n = 100 WHERE id = 1"); err != nil {
-						return err
-					}
-					runtime.Goexit()
-					return nil
-				})
-			}()
-			<-done
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer cancel()
-			err := db.Tx(ctx, func(tx *sql.Tx) error { return atkIncrement(ctx, tx, table) })
-			require.NoError(t, err, "a write after a Tx left by Goexit")
-			assert.Equal(t, 1, atkCount(t, db, table), "the Goexit'ed transaction was rolled back")
-			assert.Equal(t, 0, db.Stats().InUse, "no connection is held")
-		})
+		for _, way := range ways {
+			t.Run(d.name+"/"+way.name, func(t *testing.T) {
+				db := d.open(t, PoolConfig{MaxOpenConns: 2})
+				table := atkCounter(t, db)
+				var recovered any
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					defer func() { recovered = recover() }()
+					db.Tx(context.Background(), func(tx *sql.Tx) error {
+						if _, err := tx.Exec("UPDATE " + table + " SET n = 100 WHERE id = 1"); err != nil {
+							return err
+						}
+						way.leave()
+						return nil
+					})
+				}()
+				<-done
+				if way.name == "panic" {
+					assert.Equal(t, "fn bug", recovered, "the panic goes on")
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				defer cancel()
+				err := db.Tx(ctx, func(tx *sql.Tx) error { return atkIncrement(ctx, tx, table) })
+				require.NoError(t, err, "a write after the Tx that was left")
+				assert.Equal(t, 1, atkCount(t, db, table), "the transaction that was left was rolled back")
+				assert.Equal(t, 0, db.Stats().InUse, "no connection is held")
+			})
+		}
 	}
 }
 
