@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -394,6 +395,81 @@ func TestAttackSessionPinnedSharesState(t *testing.T) {
 			require.NoError(t, herr)
 			assert.Equal(t, 42, got)
 			_ = table
+		})
+	}
+}
+
+// Goroutines of one request hammer every session method while the
+// handler returns: no race, no panic, and afterwards no connection held
+// and only ErrSessionDone or a cancelled call.
+func TestAttackSessionConcurrentUseAtEnd(t *testing.T) {
+	for _, d := range atkDialects() {
+		t.Run(d.name, func(t *testing.T) {
+			db := d.open(t, PoolConfig{MaxOpenConns: 4})
+			table := atkCounter(t, db)
+			var wg sync.WaitGroup
+			errs := make(chan error, 1024)
+			h := Middleware(db)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				s, _ := SessionFrom(r.Context())
+				ctx := r.Context()
+				calls := []func() error{
+					func() error { _, err := s.ExecContext(ctx, "UPDATE "+table+" SET n = n + 1 WHERE id = 1"); return err },
+					func() error {
+						rows, err := s.QueryContext(ctx, "SELECT n FROM "+table)
+						if err != nil {
+							return err
+						}
+						for rows.Next() {
+						}
+						return errors.Join(rows.Err(), rows.Close())
+					},
+					func() error { var n int; return s.QueryRowContext(ctx, "SELECT n FROM "+table).Scan(&n) },
+					func() error {
+						st, err := s.PrepareContext(ctx, "SELECT n FROM "+table)
+						if err != nil {
+							return err
+						}
+						var n int
+						return st.QueryRowContext(ctx).Scan(&n)
+					},
+					func() error {
+						tx, err := s.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+						if err != nil {
+							return err
+						}
+						var n int
+						return errors.Join(tx.QueryRowContext(ctx, "SELECT n FROM "+table).Scan(&n), tx.Commit())
+					},
+				}
+				for i := range 8 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for j := 0; ; j++ {
+							if err := calls[(i+j)%len(calls)](); err != nil {
+								select {
+								case errs <- err:
+								default:
+								}
+								if errors.Is(err, ErrSessionDone) {
+									return
+								}
+							}
+						}
+					}()
+				}
+				time.Sleep(100 * time.Millisecond)
+			}))
+			returned, _ := atkServe(t, h, 5*time.Second)
+			require.True(t, returned)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if !errors.Is(err, ErrSessionDone) && !errors.Is(err, context.Canceled) && !errors.Is(err, sql.ErrTxDone) && !errors.Is(err, sql.ErrConnDone) && !strings.Contains(err.Error(), "closed") {
+					t.Errorf("unexpected: %v", err)
+				}
+			}
+			assert.Eventually(t, func() bool { return db.Stats().InUse == 0 }, 2*time.Second, 10*time.Millisecond)
 		})
 	}
 }

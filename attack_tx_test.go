@@ -172,6 +172,7 @@ func TestAttackTxBehindOpenTransaction(t *testing.T) {
 		{"sqlite", func(t *testing.T) *DB { return atkOpenSQLite(t, time.Second, PoolConfig{}) }, 8 * time.Second, true},
 		{"postgres lock_timeout", func(t *testing.T) *DB { return atkOpenPGWith(t, PoolConfig{}, "lock_timeout=1000") }, 8 * time.Second, true},
 		{"postgres default", func(t *testing.T) *DB { return atkOpenPG(t, PoolConfig{}) }, time.Second, false},
+		{"sqlite, deadline first", func(t *testing.T) *DB { return atkOpenSQLite(t, 0, PoolConfig{}) }, 300 * time.Millisecond, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -203,6 +204,7 @@ func TestAttackTxBehindOpenTransaction(t *testing.T) {
 				assert.Contains(t, err.Error(), "left open", "the error names the likely cause")
 			} else {
 				assert.ErrorIs(t, err, context.DeadlineExceeded)
+				assert.Less(t, took, c.deadline+time.Second, "the deadline ends the wait")
 			}
 		})
 	}
