@@ -21,6 +21,9 @@ func TestMain(m *testing.M) {
 	case os.Getenv(openChildEnv) != "":
 		openChild()
 		return
+	case os.Getenv(atkLockHolderEnv) != "":
+		atkLockHolder(os.Getenv(atkLockHolderEnv))
+		return
 	}
 	code := m.Run()
 	if childPath != "" {

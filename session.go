@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"reflect"
 	"sync"
+	"time"
 )
 
 // ErrNoSession is returned by [SessionFrom] for a context that did not come
@@ -28,14 +29,24 @@ type sessionKey struct{}
 // return, error, panic, re-raised after the cleanup, and a client that
 // went away), everything the request left open is closed: rows and
 // prepared statements are closed, transactions rolled back and a pinned
-// connection (see [Session.Conn]) given back. A handler that never touches
-// the database costs no connection.
+// connection (see [Session.Conn]) given back. The handler's context ends
+// when it returns, so database/sql also closes what the handler opened
+// with it directly. Rows a goroutine was still reading then report
+// context.Canceled from Err, not a short result that looks complete. A
+// handler that never touches the database costs no connection.
 func Middleware(db *DB) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s := &Session{db: db}
+			// The handler's context ends when it returns (before net/http
+			// would end it), so that database/sql closes what the handler
+			// opened with it outside the session's view, such as rows or a
+			// transaction on the connection Conn pinned: closing that
+			// connection waits for them.
+			ctx, cancel := context.WithCancel(context.WithValue(r.Context(), sessionKey{}, s))
+			s.endRequest = cancel
 			defer s.end()
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)))
+			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
 }
@@ -65,24 +76,36 @@ func SessionFrom(ctx context.Context) (*Session, error) {
 // rolled back, and every method then fails with [ErrSessionDone]. A
 // Session is safe for use by the goroutines of one request.
 //
-// On SQLite, while a write transaction begun with the request's context
-// (Session.BeginTx, [DB.Tx] or the pool's BeginTx) is open, a write with
-// that context outside the transaction would wait for the transaction's
-// own lock: it fails at once with an error that says so. Write through the
-// transaction instead.
+// On SQLite, while a write transaction that a goroutine began with the
+// request's context (Session.BeginTx, [DB.Tx] or the pool's BeginTx) is
+// open, a write by that goroutine with that context outside the
+// transaction would wait for the transaction's own lock: it fails at once
+// with an error that says so. Write through the transaction instead.
+// Other goroutines of the request queue for the lock like any writer, as
+// they would wait for the row on PostgreSQL.
 type Session struct {
 	db *DB
 
-	mu    sync.Mutex
-	ended bool
-	life  context.Context // done when the request ends; nil before first use
-	stop  context.CancelFunc
-	in    context.Context // the last caller context bound, and its binding
-	bound context.Context
-	conn  *sql.Conn // pinned by Conn
-	txs   []*sql.Tx
-	rows  []*sql.Rows
-	stmts []*sql.Stmt
+	// endRequest ends the handler's context (see Middleware); nil for a
+	// session made elsewhere.
+	endRequest context.CancelFunc
+
+	mu     sync.Mutex
+	ended  bool
+	in     context.Context // the last caller context bound, and its binding
+	bound  context.Context
+	unbind []context.CancelFunc // end every binding
+	conn   *sql.Conn            // pinned by Conn
+	txs    []*sql.Tx
+	rows   []sessionRows
+	stmts  []*sql.Stmt
+}
+
+// sessionRows are rows the session opened, with the function that ends
+// their own context.
+type sessionRows struct {
+	rows   *sql.Rows
+	cancel context.CancelFunc
 }
 
 // use returns the context a call runs with, and the pinned connection if
@@ -100,15 +123,12 @@ func (s *Session) use(ctx context.Context) (context.Context, *sql.Conn, error) {
 	if s.in != nil && reflect.TypeOf(ctx).Comparable() && ctx == s.in {
 		return s.bound, s.conn, nil
 	}
-	if s.life == nil {
-		s.life, s.stop = context.WithCancel(context.Background())
-	}
 	bound := ctx
 	if sessionOf(bound) != s {
 		bound = context.WithValue(bound, sessionKey{}, s)
 	}
 	bound, cancel := context.WithCancel(bound)
-	context.AfterFunc(s.life, cancel)
+	s.unbind = append(s.unbind, cancel)
 	s.in, s.bound = ctx, bound
 	return bound, s.conn, nil
 }
@@ -132,6 +152,12 @@ func (s *Session) track(add func()) bool {
 // session runs on it: use it when statements must share a connection
 // (SET, temporary tables, advisory locks, SQLite's last_insert_rowid()).
 // Do not Close it; the session gives it back when the request ends.
+//
+// Rows and transactions opened on it directly (not through the session's
+// methods) are closed by database/sql when their context ends; the
+// request's context ends with the request. Opened with a context that
+// outlives the request (context.Background()), one left open keeps the
+// request from ending, as [sql.Conn.Close] waits for it.
 func (s *Session) Conn(ctx context.Context) (*sql.Conn, error) {
 	ctx, conn, err := s.use(ctx)
 	if err != nil || conn != nil {
@@ -176,6 +202,9 @@ func (s *Session) QueryContext(ctx context.Context, query string, args ...any) (
 	if err != nil {
 		return nil, err
 	}
+	// The rows get a context of their own, which end cancels to close
+	// them if the handler did not (see end).
+	ctx, cancel := context.WithCancel(ctx)
 	var rows *sql.Rows
 	if conn != nil {
 		rows, err = conn.QueryContext(ctx, query, args...)
@@ -183,10 +212,12 @@ func (s *Session) QueryContext(ctx context.Context, query string, args ...any) (
 		rows, err = s.db.DB.QueryContext(ctx, query, args...)
 	}
 	if err != nil {
+		cancel()
 		return nil, err
 	}
-	if !s.track(func() { s.rows = append(s.rows, rows) }) {
+	if !s.track(func() { s.rows = append(s.rows, sessionRows{rows: rows, cancel: cancel}) }) {
 		rows.Close()
+		cancel()
 		return nil, ErrSessionDone
 	}
 	return rows, nil
@@ -259,17 +290,20 @@ func (s *Session) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, er
 }
 
 // end closes what the request left open, in the order that frees
-// connections: rows, then transactions, statements and the pinned
-// connection; then it ends the request's contexts, which stops calls
-// still under way in goroutines that outlived the handler.
+// connections: rows (a transaction's connection cannot end while rows
+// read from it), transactions, statements; then it ends the request's
+// contexts, which stops calls still under way in goroutines that
+// outlived the handler and has database/sql close what was opened with
+// them outside the session's view; last the pinned connection, whose
+// Close waits for those.
 func (s *Session) end() {
 	s.mu.Lock()
 	s.ended = true
-	rows, txs, stmts, conn, stop := s.rows, s.txs, s.stmts, s.conn, s.stop
-	s.rows, s.txs, s.stmts, s.conn, s.in, s.bound = nil, nil, nil, nil, nil, nil
+	rows, txs, stmts, conn, unbind := s.rows, s.txs, s.stmts, s.conn, s.unbind
+	s.rows, s.txs, s.stmts, s.conn, s.in, s.bound, s.unbind = nil, nil, nil, nil, nil, nil, nil
 	s.mu.Unlock()
 	for _, r := range rows {
-		r.Close()
+		r.cut()
 	}
 	for _, tx := range txs {
 		tx.Rollback()
@@ -277,12 +311,34 @@ func (s *Session) end() {
 	for _, st := range stmts {
 		st.Close()
 	}
+	if s.endRequest != nil {
+		s.endRequest()
+	}
+	for _, cancel := range unbind {
+		cancel()
+	}
 	if conn != nil {
 		conn.Close()
 	}
-	if stop != nil {
-		stop()
+}
+
+// cut closes rows the handler left open so that a goroutine still reading
+// them learns that they were cut short: Rows.Err then reports
+// context.Canceled rather than nil, which would read as a complete
+// result. Only database/sql's own reaction to their context ending
+// records that, so cut ends their context, waits (briefly: it runs at
+// once) until database/sql has closed them, and then calls Close, which
+// also covers rows the handler already closed.
+func (r sessionRows) cut() {
+	r.cancel()
+	deadline := time.Now().Add(100 * time.Millisecond)
+	for wait := time.Microsecond; time.Now().Before(deadline); wait = min(2*wait, time.Millisecond) {
+		if _, err := r.rows.Columns(); err != nil { // closed
+			break
+		}
+		time.Sleep(wait)
 	}
+	r.rows.Close()
 }
 
 // errRow returns a *sql.Row whose Scan reports err. database/sql has no

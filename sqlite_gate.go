@@ -1,6 +1,7 @@
 package dbfallback
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -8,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -26,8 +29,8 @@ import (
 // Every wait is bounded by the pool's busy timeout, once: a writer that
 // waited for the gate has its busy timeout shortened by that wait, and a
 // wait that used the whole timeout ends in a *lockWaitError, which Tx does
-// not retry. A write that would wait for its own request's transaction
-// fails at once (errOwnWriteLock).
+// not retry. A write that would wait for a transaction its own goroutine
+// began in the same request fails at once (errOwnWriteLock).
 
 // writeGate serializes SQLite writers inside the process. Waiters queue in
 // order instead of polling the busy handler, so no writer starves and
@@ -37,11 +40,22 @@ type writeGate struct {
 	// wait is the pool's busy timeout: the longest a writer waits for the
 	// gate and the lock together. Set before the pool is shared.
 	wait time.Duration
-	// owner is the session whose transaction holds the gate, nil when the
-	// holder is not a transaction begun with a session's context.
-	owner atomic.Pointer[Session]
+	// owner is the transaction begun with a session's context that holds
+	// the gate, nil when the holder is anything else.
+	owner atomic.Pointer[gateOwner]
 	// since is when the holder took the gate (UnixNano).
 	since atomic.Int64
+}
+
+// gateOwner is a transaction holding the gate: the session whose
+// context began it, and the goroutine that began it.
+type gateOwner struct {
+	session *Session
+	// goroutine is the number of the goroutine that began the
+	// transaction, learned just after (see learnGoroutine); 0 until then,
+	// or if it could not be read.
+	goroutine atomic.Uint64
+	learned   chan struct{} // closed once goroutine is set
 }
 
 func newWriteGate(wait time.Duration) *writeGate {
@@ -61,23 +75,27 @@ var errWriteLockWait = errors.New("the SQLite write lock stayed taken for the wh
 // SQLite's own busy at once, it is retryable.
 var errWriteLockBusy = errors.New("dbfallback: SQLite write: the write lock is taken and the busy timeout is 0")
 
-// errOwnWriteLock reports a write that would wait for its own request's
-// transaction: the lock would never come.
-var errOwnWriteLock = errors.New("dbfallback: SQLite write: this request's own transaction holds the write lock, so the write would wait for itself until the busy timeout; run it on the transaction (tx.ExecContext), or after Commit")
+// errOwnWriteLock reports a write that would wait for a transaction its
+// own goroutine began in the same request: the lock would never come.
+var errOwnWriteLock = errors.New("dbfallback: SQLite write: a transaction this goroutine began in the same request holds the write lock, so the write would wait for itself until the busy timeout; run it on the transaction (tx.ExecContext), or after Commit")
 
 // acquire takes the gate for a writer whose context is ctx, and returns
-// how long it waited. It fails at once with errOwnWriteLock when ctx
-// carries the session whose transaction holds the gate, with a
+// how long it waited. It fails at once with errOwnWriteLock when the
+// gate is held by a transaction that this goroutine began with the same
+// session's context (the writer would wait for itself), with a
 // *lockWaitError after the busy timeout, and with ctx's error when ctx
-// ends first.
+// ends first. Another goroutine of the same request waits its turn like
+// any writer: the transaction it waits for can still end.
 func (g *writeGate) acquire(ctx context.Context) (time.Duration, error) {
 	select {
 	case g.ch <- struct{}{}:
 		return 0, nil
 	default:
 	}
-	if s := sessionOf(ctx); s != nil && g.owner.Load() == s {
-		return 0, errOwnWriteLock
+	if s := sessionOf(ctx); s != nil {
+		if o := g.owner.Load(); o != nil && o.session == s && o.begunBy(ctx, goroutineID()) {
+			return 0, errOwnWriteLock
+		}
 	}
 	if g.wait <= 0 {
 		return 0, errWriteLockBusy
@@ -99,11 +117,90 @@ func (g *writeGate) acquire(ctx context.Context) (time.Duration, error) {
 	}
 }
 
-// hold records who took the gate: the session of a transaction's context,
-// nil for a single statement.
+// hold records who took the gate: the session of a transaction's context
+// and the calling goroutine, which begins the transaction; nil for a
+// single statement.
 func (g *writeGate) hold(owner *Session) {
-	g.owner.Store(owner)
+	if owner != nil {
+		o := &gateOwner{session: owner, learned: make(chan struct{})}
+		go o.learnGoroutine()
+		g.owner.Store(o)
+	} else {
+		g.owner.Store(nil)
+	}
 	g.since.Store(time.Now().UnixNano())
+}
+
+// Which goroutine began a transaction.
+//
+// Go hides goroutine identity on purpose, and nothing here uses it as
+// goroutine-local storage: the gate only needs to tell whether a writer
+// is the very goroutine whose transaction holds the lock, the one case in
+// which waiting can never end. Other goroutines of the same request wait
+// like any writer. The number is read from tracebacks, as debugging code
+// does (golang.org/x/net/http2 checks lock ownership this way); when it
+// cannot be read, the writer waits, bounded by the busy timeout, and the
+// error still names the cause.
+//
+// A traceback of the goroutine that begins a transaction costs tens of
+// microseconds (it walks the whole, deep stack), more than the
+// transaction itself. So the gate starts a goroutine of two frames that
+// reads its creator's number from the "created by … in goroutine N" line
+// of its own traceback (Go 1.21 and later), about a microsecond for the
+// transaction; a writer that waits reads its own number, which only a
+// waiter with the same session pays.
+
+// learnGoroutine runs in a goroutine that hold starts from the goroutine
+// beginning the transaction, and records that goroutine's number.
+func (o *gateOwner) learnGoroutine() {
+	var buf [1024]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	const marker = " in goroutine "
+	if i := bytes.LastIndex(b, []byte(marker)); i >= 0 {
+		o.goroutine.Store(parseGoroutineID(b[i+len(marker):]))
+	}
+	close(o.learned)
+}
+
+// begunBy reports whether goroutine id began the owner's transaction,
+// waiting (at most until ctx ends or a moment has passed) for the number
+// to be learned.
+func (o *gateOwner) begunBy(ctx context.Context, id uint64) bool {
+	if id == 0 {
+		return false
+	}
+	t := time.NewTimer(gateSlack)
+	defer t.Stop()
+	select {
+	case <-o.learned:
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return o.goroutine.Load() == id
+}
+
+// goroutineID returns the calling goroutine's number, read from the first
+// line of its traceback ("goroutine 18 [running]:"), or 0 if that fails.
+func goroutineID() uint64 {
+	var buf [64]byte
+	b, ok := bytes.CutPrefix(buf[:runtime.Stack(buf[:], false)], []byte("goroutine "))
+	if !ok {
+		return 0
+	}
+	return parseGoroutineID(b)
+}
+
+// parseGoroutineID reads the number at the start of b, up to a blank or
+// the end of the line; 0 if there is none.
+func parseGoroutineID(b []byte) uint64 {
+	if i := bytes.IndexAny(b, " \n"); i >= 0 {
+		b = b[:i]
+	}
+	id, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return id
 }
 
 func (g *writeGate) release() {
@@ -175,6 +272,9 @@ type gatedConn struct {
 	*sqlite3.SQLiteConn
 	gate *writeGate
 	inTx bool
+	// aborted is the first error of a statement of the open transaction,
+	// which then fails as PostgreSQL's would (see sqlite_txabort.go).
+	aborted error
 }
 
 // take acquires the gate for one write, shortens the connection's busy
@@ -211,6 +311,9 @@ func (c *gatedConn) shortenBusy(waited time.Duration) func() {
 }
 
 func (c *gatedConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	if err := checkIsolation(sql.IsolationLevel(opts.Isolation)); err != nil {
+		return nil, err
+	}
 	if opts.ReadOnly {
 		// A deferred BEGIN: readers share the database in WAL mode and need
 		// no write lock. query_only makes SQLite refuse writes, as the
@@ -244,7 +347,12 @@ func (c *gatedConn) Begin() (driver.Tx, error) {
 
 func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	if c.inTx {
-		return c.SQLiteConn.ExecContext(ctx, query, args)
+		if err := c.txRefuses(query); err != nil {
+			return nil, err
+		}
+		res, err := c.SQLiteConn.ExecContext(ctx, query, args)
+		c.txNote(query, err)
+		return res, err
 	}
 	done, start, err := c.take(ctx, nil)
 	if err != nil {
@@ -259,7 +367,18 @@ func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver
 // a transaction holds the gate until its rows are closed, as SQLite holds
 // the write lock until then.
 func (c *gatedConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if c.inTx || !c.writes(ctx, query) {
+	if c.inTx {
+		if err := c.txRefuses(query); err != nil {
+			return nil, err
+		}
+		rows, err := c.SQLiteConn.QueryContext(ctx, query, args)
+		c.txNote(query, err)
+		if err != nil {
+			return nil, err
+		}
+		return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), tx: c}, nil
+	}
+	if !c.writes(ctx, query) {
 		return c.SQLiteConn.QueryContext(ctx, query, args)
 	}
 	done, start, err := c.take(ctx, nil)
@@ -274,11 +393,15 @@ func (c *gatedConn) QueryContext(ctx context.Context, query string, args []drive
 	return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), gate: c.gate, done: done, waited: time.Since(start)}, nil
 }
 
-// writes reports whether query's first statement may write. A query that
+// writes reports whether query may write. A single statement that
 // starts with SELECT or VALUES only reads; anything else is asked of
 // SQLite (sqlite3_stmt_readonly), and an error counts as a write, to be
-// reported by the real run.
+// reported by the real run. Several statements count as a write:
+// go-sqlite3 runs them all, and SQLite judges only the first.
 func (c *gatedConn) writes(ctx context.Context, query string) bool {
+	if severalStatements(query) {
+		return true
+	}
 	switch strings.ToUpper(firstKeyword(query)) {
 	case "SELECT", "VALUES":
 		return false
@@ -294,12 +417,20 @@ func (c *gatedConn) writes(ctx context.Context, query string) bool {
 // PrepareContext prepares a statement whose executions outside a
 // transaction take the gate when SQLite says the statement writes.
 func (c *gatedConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	if c.inTx {
+		if err := c.txRefuses(query); err != nil {
+			return nil, err
+		}
+	}
 	st, err := c.SQLiteConn.PrepareContext(ctx, query)
 	if err != nil {
+		if c.inTx {
+			c.txNote(query, err)
+		}
 		return nil, err
 	}
 	ss := st.(*sqlite3.SQLiteStmt)
-	return &gatedStmt{SQLiteStmt: ss, conn: c, readonly: ss.Readonly()}, nil
+	return &gatedStmt{SQLiteStmt: ss, conn: c, query: query, readonly: ss.Readonly()}, nil
 }
 
 func (c *gatedConn) Prepare(query string) (driver.Stmt, error) {
@@ -336,16 +467,69 @@ func firstKeyword(q string) string {
 	}
 }
 
+// severalStatements reports whether query holds a statement after a
+// semicolon: it skips string literals, quoted names and comments, and
+// ignores trailing semicolons, blanks and comments.
+func severalStatements(q string) bool {
+	ended := false // a semicolon was seen outside quotes and comments
+	for i := 0; i < len(q); i++ {
+		switch ch := q[i]; {
+		case ch == '\'' || ch == '"' || ch == '`' || ch == '[':
+			if ended {
+				return true
+			}
+			closing := ch
+			if ch == '[' {
+				closing = ']'
+			}
+			j := strings.IndexByte(q[i+1:], closing)
+			if j < 0 {
+				return false
+			}
+			i += j + 1 // a doubled quote reads as two literals, which is the same here
+		case ch == '-' && strings.HasPrefix(q[i:], "--"):
+			j := strings.IndexByte(q[i:], '\n')
+			if j < 0 {
+				return false
+			}
+			i += j
+		case ch == '/' && strings.HasPrefix(q[i:], "/*"):
+			j := strings.Index(q[i+2:], "*/")
+			if j < 0 {
+				return false
+			}
+			i += j + 3
+		case ch == ';':
+			ended = true
+		case ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\f':
+		default:
+			if ended {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // gatedStmt is a prepared statement that takes the gate to write outside a
 // transaction.
 type gatedStmt struct {
 	*sqlite3.SQLiteStmt
 	conn     *gatedConn
+	query    string
 	readonly bool
 }
 
 func (s *gatedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	if s.readonly || s.conn.inTx {
+	if s.conn.inTx {
+		if err := s.conn.txRefuses(s.query); err != nil {
+			return nil, err
+		}
+		res, err := s.SQLiteStmt.ExecContext(ctx, args)
+		s.conn.txNote(s.query, err)
+		return res, err
+	}
+	if s.readonly {
 		return s.SQLiteStmt.ExecContext(ctx, args)
 	}
 	done, start, err := s.conn.take(ctx, nil)
@@ -358,7 +542,18 @@ func (s *gatedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (
 }
 
 func (s *gatedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	if s.readonly || s.conn.inTx {
+	if s.conn.inTx {
+		if err := s.conn.txRefuses(s.query); err != nil {
+			return nil, err
+		}
+		rows, err := s.SQLiteStmt.QueryContext(ctx, args)
+		s.conn.txNote(s.query, err)
+		if err != nil {
+			return nil, err
+		}
+		return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), tx: s.conn}, nil
+	}
+	if s.readonly {
 		return s.SQLiteStmt.QueryContext(ctx, args)
 	}
 	done, start, err := s.conn.take(ctx, nil)
@@ -373,26 +568,31 @@ func (s *gatedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) 
 	return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), gate: s.conn.gate, done: done, waited: time.Since(start)}, nil
 }
 
-// gatedRows are the rows of a write outside a transaction: they hold the
-// gate until closed. go-sqlite3 takes the first step when the query runs,
-// so a busy error met then is reported by the first Next, and classified
-// with the time the query waited.
+// gatedRows are the rows of a write outside a transaction, which hold the
+// gate until closed, or the rows of a statement inside one, whose failure
+// aborts the transaction (see sqlite_txabort.go). go-sqlite3 takes the
+// first step when the query runs, so a busy error met then is reported by
+// the first Next, and classified with the time the query waited.
 type gatedRows struct {
 	*sqlite3.SQLiteRows
-	gate   *writeGate
-	done   func() // releases the gate; nil once called
+	gate   *writeGate // nil inside a transaction
+	done   func()     // releases the gate; nil once called
 	waited time.Duration
 	nexted bool
+	tx     *gatedConn // the connection whose transaction the rows belong to
 }
 
 func (r *gatedRows) Next(dest []driver.Value) error {
 	err := r.SQLiteRows.Next(dest)
-	if !r.nexted {
-		r.nexted = true
-		if err != nil && err != io.EOF {
+	if err != nil && err != io.EOF {
+		if !r.nexted && r.gate != nil {
 			err = r.gate.lockWait(err, r.waited)
 		}
+		if r.tx != nil {
+			r.tx.txNote("", err)
+		}
 	}
+	r.nexted = true
 	return err
 }
 
@@ -431,11 +631,16 @@ func (t *gatedTx) Rollback() error { return t.end("ROLLBACK") }
 func (t *gatedTx) end(stmt string) error {
 	defer func() {
 		t.conn.inTx = false
+		t.conn.aborted = nil
 		if t.done != nil {
 			t.done()
 			t.done = nil
 		}
 	}()
+	if first := t.conn.aborted; first != nil && stmt == "COMMIT" {
+		t.end("ROLLBACK")
+		return &txAbortedError{first: first, commit: true}
+	}
 	if t.inner != nil {
 		if stmt == "COMMIT" {
 			return t.inner.Commit()

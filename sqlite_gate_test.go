@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,6 +47,12 @@ func TestWriteGate(t *testing.T) {
 	_, err = g.acquire(context.WithValue(context.Background(), sessionKey{}, s))
 	assert.ErrorIs(t, err, errOwnWriteLock, "a write that would wait for its own session's transaction")
 	assert.Less(t, time.Since(start), 40*time.Millisecond, "fails at once")
+	other := make(chan error)
+	go func() { // another goroutine of the same request: its wait can end
+		_, err := g.acquire(context.WithValue(context.Background(), sessionKey{}, s))
+		other <- err
+	}()
+	assert.ErrorIs(t, <-other, errWriteLockWait, "another goroutine of the session waits its turn")
 	_, err = g.acquire(context.WithValue(context.Background(), sessionKey{}, &Session{}))
 	assert.ErrorIs(t, err, errWriteLockWait, "another session waits its turn")
 	g.release()
@@ -398,5 +405,75 @@ func TestSQLiteWriteShapesTakeTheGate(t *testing.T) {
 		assert.Equal(t, "INTEGER", types[0].DatabaseTypeName())
 		var se sqlite3.Error
 		assert.False(t, errors.As(rows.Err(), &se))
+	})
+}
+
+func TestGoroutineID(t *testing.T) {
+	id := goroutineID()
+	require.NotZero(t, id)
+	assert.Equal(t, id, goroutineID(), "stable within a goroutine")
+	other := make(chan uint64)
+	go func() { other <- goroutineID() }()
+	o := <-other
+	assert.NotZero(t, o)
+	assert.NotEqual(t, id, o)
+
+	// hold learns the number of the goroutine that calls it.
+	g := newWriteGate(time.Second)
+	s := &Session{}
+	g.hold(s)
+	owner := g.owner.Load()
+	require.NotNil(t, owner)
+	<-owner.learned
+	assert.Equal(t, id, owner.goroutine.Load())
+	assert.True(t, owner.begunBy(context.Background(), id))
+	assert.False(t, owner.begunBy(context.Background(), o))
+	assert.False(t, owner.begunBy(context.Background(), 0))
+}
+
+func TestSeveralStatements(t *testing.T) {
+	tests := []struct {
+		q    string
+		want bool
+	}{
+		{"SELECT 1", false},
+		{"SELECT 1;", false},
+		{"SELECT 1 ;  \n\t", false},
+		{"SELECT 1; -- done", false},
+		{"SELECT 1; /* done */ ;", false},
+		{"SELECT ';' FROM t", false},
+		{"SELECT \"a;b\" FROM t", false},
+		{"SELECT [a;b] FROM t", false},
+		{"SELECT 'it''s; fine'", false},
+		{"SELECT 1 -- ; DELETE FROM t", false},
+		{"SELECT 1 /* ; DELETE FROM t */", false},
+		{"SELECT 1; DELETE FROM t", true},
+		{"SELECT 1;DELETE FROM t", true},
+		{"SELECT ';'; DELETE FROM t", true},
+		{"SELECT 1; -- x\nDELETE FROM t", true},
+		{"SELECT 1; /* x */ DELETE FROM t", true},
+		{"SELECT 1; 'x'", true},
+		{"SELECT 'unterminated; DELETE", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.q, func(t *testing.T) {
+			assert.Equal(t, tt.want, severalStatements(tt.q))
+		})
+	}
+}
+
+func FuzzSeveralStatements(f *testing.F) {
+	for _, q := range []string{"SELECT 1; DELETE FROM t", "SELECT ';'", "SELECT 1 -- ;\n", "/* ; */ SELECT [;]", "SELECT 'a''b'; x"} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		got := severalStatements(q)
+		if !strings.Contains(q, ";") && got {
+			t.Fatalf("no semicolon, yet several statements: %q", q)
+		}
+		if got && !severalStatements(q+";") {
+			t.Fatalf("a trailing semicolon undid several statements: %q", q)
+		}
 	})
 }

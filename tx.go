@@ -46,8 +46,11 @@ const defaultTxRetryBudget = 30 * time.Second
 // is the documented opt-out, for transactions that do not read what they
 // write (or lock it with SELECT … FOR UPDATE) and cannot afford the
 // serialization failures that Tx retries; [sql.LevelDefault] asks for the
-// driver's default, READ COMMITTED on PostgreSQL. SQLite ignores the
-// level.
+// driver's default, READ COMMITTED on PostgreSQL. SQLite runs every
+// transaction serializable whatever the level, but refuses, as PostgreSQL
+// does, a level PostgreSQL does not have (sql.LevelWriteCommitted,
+// sql.LevelLinearizable), so code asking for one fails on the fallback
+// too rather than first in production.
 func WithIsolation(level sql.IsolationLevel) TxOption {
 	return func(o *txOptions) { o.Isolation = level }
 }
@@ -75,7 +78,8 @@ func WithRetryBudget(d time.Duration) TxOption {
 }
 
 // Tx runs fn in a transaction: it commits when fn returns nil, rolls back
-// when fn returns an error or panics (and then re-panics).
+// when fn returns an error, panics (the panic then goes on) or leaves by
+// runtime.Goexit (t.FailNow in a test).
 //
 // The transaction is SERIALIZABLE unless [WithIsolation] says otherwise,
 // so the same code behaves the same on PostgreSQL and on SQLite: a
@@ -87,6 +91,11 @@ func WithRetryBudget(d time.Duration) TxOption {
 // it then returns a *[TxError] wrapping the last error. fn may therefore
 // run more than once: keep side effects outside the database out of it.
 //
+// As on PostgreSQL, a statement that fails aborts the whole transaction,
+// on SQLite too: later statements are refused until ROLLBACK TO
+// SAVEPOINT, and if fn swallows the error and returns nil, the commit
+// rolls back and Tx returns an error matching pgx.ErrTxCommitRollback.
+//
 // A commit whose outcome is unknown, because the connection was lost or
 // ctx ended while COMMIT was under way, returns an error matching
 // [ErrCommitUnknown] and is never retried: the transaction may have
@@ -95,8 +104,13 @@ func WithRetryBudget(d time.Duration) TxOption {
 // Waiting for a lock is bounded once: on SQLite a write that waited the
 // whole busy timeout for another transaction (one left open, or, inside
 // fn, a write through db instead of tx) fails without retry, naming the
-// likely cause. Inside fn, use tx for every statement: on SQLite a write
-// through db waits for fn's own transaction.
+// likely cause. On PostgreSQL the bound is the server's lock_timeout,
+// which is unset (wait forever) unless the URL (?lock_timeout=10000, in
+// milliseconds) or the role sets it; a lock timeout met in Tx is not
+// retried either, and names the same causes. Inside fn, use tx for every
+// statement: on SQLite a write through db waits for fn's own transaction,
+// and on PostgreSQL one on a row fn wrote waits for fn forever unless
+// lock_timeout or ctx ends it.
 func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error, opts ...TxOption) error {
 	o := txOptions{budget: defaultTxRetryBudget}
 	o.Isolation = sql.LevelSerializable
@@ -104,6 +118,9 @@ func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error, opts ...TxOption) 
 		if opt != nil {
 			opt(&o)
 		}
+	}
+	if err := checkIsolation(o.Isolation); err != nil {
+		return err
 	}
 	p := txPolicy
 	if o.backoff != nil {
@@ -120,6 +137,7 @@ func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error, opts ...TxOption) 
 	if err != nil && IsRetryable(err) {
 		err = &TxError{Attempts: tries, Err: err}
 	}
+	err = explainLockWait(err)
 	if o.report != nil {
 		o.report(tries, err)
 	}
@@ -132,13 +150,20 @@ func (db *DB) runTx(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx) e
 	if err != nil {
 		return err
 	}
+	// Roll back on every way out of fn that is not a return: a panic
+	// (which then goes on, its stack intact) and runtime.Goexit, which
+	// recover cannot see (t.FailNow, a require inside fn in a test). Left
+	// open, the transaction would keep its connection and its locks, on
+	// SQLite the process's write lock, until the process exits.
+	returned := false
 	defer func() {
-		if p := recover(); p != nil {
+		if !returned {
 			tx.Rollback()
-			panic(p)
 		}
 	}()
-	if err := fn(tx); err != nil {
+	err = fn(tx)
+	returned = true
+	if err != nil {
 		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
 			return errors.Join(err, rerr)
 		}

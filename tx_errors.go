@@ -13,6 +13,8 @@ import (
 
 // TxError is the error [DB.Tx] returns when a retryable conflict outlasted
 // the retry budget; errors.Is and errors.As see the last attempt's error.
+// [IsRetryable] reports it as final: the budget was spent, and a caller
+// (or an enclosing Tx) that ran the call again would spend another.
 type TxError struct {
 	// Attempts is how many times fn ran.
 	Attempts int
@@ -93,14 +95,16 @@ func commitOutcomeUnknown(err error) bool {
 // A wait that already used the whole busy timeout is not retryable:
 // another attempt would wait as long again behind the same holder (a
 // transaction left open, another process, or a write through the pool
-// inside the caller's own transaction). Neither is an error matching
-// [ErrCommitUnknown].
+// inside the caller's own transaction); nor is PostgreSQL's lock timeout
+// (55P03), its equivalent. Neither is an error matching
+// [ErrCommitUnknown], nor a *[TxError], whose retry budget is spent.
 func IsRetryable(err error) bool {
 	if err == nil || errors.Is(err, ErrCommitUnknown) {
 		return false
 	}
 	var lw *lockWaitError
-	if errors.As(err, &lw) {
+	var te *TxError
+	if errors.As(err, &lw) || errors.As(err, &te) {
 		return false
 	}
 	if isBusy(err) {
@@ -119,4 +123,42 @@ func isBusy(err error) bool {
 		return se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked
 	}
 	return errors.Is(err, errWriteLockBusy)
+}
+
+// pgLockTimeout is PostgreSQL's lock_not_available: a statement waited
+// lock_timeout for a lock and gave up.
+const pgLockTimeout = "55P03"
+
+// pgLockWaitError names the likely cause of a PostgreSQL lock timeout
+// met in [DB.Tx], as *lockWaitError does for SQLite's busy timeout.
+type pgLockWaitError struct{ err error }
+
+func (e *pgLockWaitError) Error() string {
+	return "dbfallback: PostgreSQL transaction: a statement waited lock_timeout for a lock another transaction holds: likely a transaction left open, or a write through db or the session instead of tx inside db.Tx or a session transaction: " + e.err.Error()
+}
+
+func (e *pgLockWaitError) Unwrap() error { return e.err }
+
+// explainLockWait wraps PostgreSQL's lock timeout in a *pgLockWaitError;
+// other errors, and one already wrapped, are returned as they are.
+func explainLockWait(err error) error {
+	var pg *pgconn.PgError
+	var done *pgLockWaitError
+	if errors.As(err, &pg) && pg.Code == pgLockTimeout && !errors.As(err, &done) {
+		return &pgLockWaitError{err: err}
+	}
+	return err
+}
+
+// checkIsolation refuses, on both dialects, an isolation level that
+// PostgreSQL does not have. SQLite runs every transaction serializable
+// whatever the level, so without this, code asking for one would pass on
+// the SQLite fallback and fail in production.
+func checkIsolation(level sql.IsolationLevel) error {
+	switch level {
+	case sql.LevelDefault, sql.LevelReadUncommitted, sql.LevelReadCommitted,
+		sql.LevelRepeatableRead, sql.LevelSnapshot, sql.LevelSerializable:
+		return nil
+	}
+	return fmt.Errorf("dbfallback: begin transaction: isolation level %s: PostgreSQL has no such level, so neither dialect accepts it (use sql.LevelSerializable, the default of db.Tx, or sql.LevelRepeatableRead or sql.LevelReadCommitted)", level)
 }

@@ -178,6 +178,9 @@ func TestIsRetryable(t *testing.T) {
 		{"write gate timed out", &lockWaitError{waited: 10 * time.Second, err: errWriteLockWait}, false},
 		{"own write lock", errOwnWriteLock, false},
 		{"commit outcome unknown", &commitUnknownError{err: &pgconn.PgError{Code: "40001"}}, false},
+		{"retry budget spent", &TxError{Attempts: 7, Err: &pgconn.PgError{Code: "40001"}}, false},
+		{"wrapped spent budget", fmt.Errorf("inner: %w", &TxError{Attempts: 7, Err: busy}), false},
+		{"PostgreSQL lock timeout", &pgconn.PgError{Code: "55P03"}, false},
 		{"constraint", sqlite3.Error{Code: sqlite3.ErrConstraint}, false},
 		{"context", context.DeadlineExceeded, false},
 	}
