@@ -93,6 +93,8 @@ type readiness struct {
 	ephemeral bool
 	// reason, when set, must appear in the health's reason.
 	reason string
+	// target, when set, must appear in the health's (redacted) target.
+	target string
 }
 
 // checkReady decodes a /readyz body and compares it with want.
@@ -116,6 +118,9 @@ func checkReady(body []byte, want readiness) (dbfallback.Health, error) {
 	}
 	if want.reason != "" && !strings.Contains(h.Reason, want.reason) {
 		errs = append(errs, fmt.Errorf("reason %q does not mention %q", h.Reason, want.reason))
+	}
+	if want.target != "" && !strings.Contains(h.Target, want.target) {
+		errs = append(errs, fmt.Errorf("target %q is not %q", h.Target, want.target))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return h, fmt.Errorf("/readyz: %w", err)
@@ -204,6 +209,33 @@ func (s server) roundTrip(ctx context.Context) ([]byte, error) {
 		return seen.Bytes(), fmt.Errorf("delete twice: %w", err)
 	}
 	return seen.Bytes(), nil
+}
+
+// create adds a note and returns it as the server stored it.
+func (s server) create(ctx context.Context, title, body string) (note, error) {
+	code, b, err := s.do(ctx, http.MethodPost, "/api/notes", map[string]string{"title": title, "body": body})
+	if err != nil {
+		return note{}, fmt.Errorf("POST /api/notes: %w", err)
+	}
+	var n note
+	if code != http.StatusCreated || json.Unmarshal(b, &n) != nil || n.ID <= 0 || n.Title != title || n.Body != body {
+		return n, fmt.Errorf("POST /api/notes: status %d, want 201 and the note: %s", code, bytes.TrimSpace(b))
+	}
+	return n, nil
+}
+
+// has reports an error unless the server holds n, unchanged.
+func (s server) has(ctx context.Context, n note) error {
+	path := fmt.Sprintf("/api/notes/%d", n.ID)
+	code, b, err := s.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	var got note
+	if code != http.StatusOK || json.Unmarshal(b, &got) != nil || got != n {
+		return fmt.Errorf("GET %s: status %d, want 200 and %+v: %s", path, code, n, bytes.TrimSpace(b))
+	}
+	return nil
 }
 
 // page fetches the status page with GET and HEAD and returns its body.

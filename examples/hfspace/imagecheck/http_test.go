@@ -39,6 +39,18 @@ func TestChecksPassAgainstTheServer(t *testing.T) {
 	page, err := srv.page(ctx)
 	require.NoError(t, err)
 	assert.Contains(t, string(page), "sqlite")
+
+	kept, err := srv.create(ctx, "kept", "across restarts")
+	require.NoError(t, err)
+	assert.NoError(t, srv.has(ctx, kept))
+	changed := kept
+	changed.Body = "something else"
+	assert.ErrorContains(t, srv.has(ctx, changed), "want 200 and", "a changed note is not the kept one")
+	gone := kept
+	gone.ID += 1000
+	assert.ErrorContains(t, srv.has(ctx, gone), "status 404")
+	_, err = srv.create(ctx, "", "a note needs a title")
+	assert.ErrorContains(t, err, "want 201")
 }
 
 // TestChecksOfASilentPrimary is the silent-primary scenario against the
@@ -205,6 +217,8 @@ func TestCheckReady(t *testing.T) {
 		{"every field wrong at once", `{"status":"starting"}`, sqlite, `want "sqlite"`},
 		{"not JSON", `starting`, sqlite, "not health JSON"},
 		{"postgres", `{"status":"up","dialect":"postgres","fallback":false,"ephemeral":false}`, readiness{dialect: dbfallback.Postgres}, ""},
+		{"the wanted file", `{"status":"up","dialect":"sqlite","fallback":true,"target":"file:/data/notes.db"}`, readiness{dialect: dbfallback.SQLite, fallback: true, target: "/data/notes.db"}, ""},
+		{"another file", `{"status":"up","dialect":"sqlite","fallback":true,"target":"file:data/notes.db"}`, readiness{dialect: dbfallback.SQLite, fallback: true, target: "/data/notes.db"}, `target "file:data/notes.db" is not`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -38,14 +38,15 @@ type container struct {
 }
 
 // start runs image detached as a Space would: host networking, the image's
-// own user and command, only the variables in env (NAME=value).
-func (p podman) start(ctx context.Context, name, image string, env []string) (*container, error) {
+// own user and command, only the variables in env (NAME=value); extra are
+// more podman run flags (a volume).
+func (p podman) start(ctx context.Context, name, image string, env []string, extra ...string) (*container, error) {
 	// podman's own default TERM=xterm is not something a Space sets.
 	args := []string{"run", "--detach", "--name", name, "--network", "host", "--pull", "never", "--unsetenv", "TERM"}
 	for _, e := range env {
 		args = append(args, "--env", e)
 	}
-	args = append(args, image)
+	args = append(append(args, extra...), image)
 	c := &container{p: p, name: name, started: time.Now()}
 	if _, err := p.cmd(ctx, args...); err != nil {
 		p.remove(name)

@@ -53,14 +53,22 @@ type scenario struct {
 	// databaseURL is the DATABASE_URL secret, "" for none; "{silent}"
 	// stands for the silent primary's address.
 	databaseURL string
+	// env holds more variables the Space's owner set (NAME=value).
+	env []string
 	// ready is what /readyz must report once the database is open.
 	ready readiness
 	// readyAfter is the least time /readyz may take to answer 200.
 	readyAfter time.Duration
 	// stopEarly sends SIGTERM while the primary is still being tried.
 	stopEarly bool
-	// sqliteFile checks the SQLite file in the working directory.
-	sqliteFile bool
+	// sqliteFile is where the SQLite file must be, inside the container
+	// (relative to its working directory), owned by the Space's user and
+	// mode 0600; "" when the database is not SQLite.
+	sqliteFile string
+	// persistentData mounts a directory owned by the Space's user at
+	// /data, as persistent storage is on a Space, and checks that a note
+	// outlives the container: a second one on the same /data has it.
+	persistentData bool
 	// baseline copies the server's binary out of the container, to run it
 	// outside as the baseline of the figures.
 	baseline bool
@@ -70,8 +78,8 @@ type scenario struct {
 func scenarios(pg string) []scenario {
 	return []scenario{{
 		name:       "sqlite",
-		ready:      readiness{dialect: dbfallback.SQLite, fallback: true, ephemeral: true},
-		sqliteFile: true,
+		ready:      readiness{dialect: dbfallback.SQLite, fallback: true, ephemeral: true, target: "data/notes.db"},
+		sqliteFile: "data/notes.db",
 		baseline:   true,
 	}, {
 		name:        "postgres",
@@ -83,11 +91,18 @@ func scenarios(pg string) []scenario {
 		// The reason names the Space: its hint about blocked ports.
 		ready:      readiness{dialect: dbfallback.SQLite, fallback: true, ephemeral: true, reason: spaceID},
 		readyAfter: connectTimeout,
-		sqliteFile: true,
+		sqliteFile: "data/notes.db",
 	}, {
 		name:        "sigterm-while-opening",
 		databaseURL: "postgres://space:" + url.QueryEscape(silentSecret) + "@{silent}/notes",
 		stopEarly:   true,
+	}, {
+		// The Space's README: with persistent storage, set SQLITE_PATH.
+		name:           "persistent-storage",
+		env:            []string{"SQLITE_PATH=/data/notes.db"},
+		ready:          readiness{dialect: dbfallback.SQLite, fallback: true, target: "/data/notes.db"},
+		sqliteFile:     "/data/notes.db",
+		persistentData: true,
 	}}
 }
 
@@ -108,6 +123,8 @@ type figures struct {
 	rss                                int64
 	// binary is the server's executable copied out of the container.
 	binary string
+	// kept is a note left for the next container on the same /data.
+	kept note
 }
 
 func (f figures) String() string {
@@ -157,25 +174,80 @@ func runScenario(ctx context.Context, p podman, image, dir string, sc scenario) 
 	if dbURL != "" {
 		env = append(env, "DATABASE_URL="+dbURL)
 	}
+	env = append(env, sc.env...)
+	var extra []string
+	if sc.persistentData {
+		data, err := os.MkdirTemp(dir, "data-")
+		if err == nil {
+			err = os.Chmod(data, 0o755)
+		}
+		if err == nil {
+			err = os.Chown(data, spaceUID, spaceUID)
+		}
+		if err != nil {
+			return fig, err
+		}
+		extra = []string{"--volume", data + ":/data"}
+	}
 	name := fmt.Sprintf("imagecheck-%s-%d", sc.name, os.Getpid())
-	c, err := p.start(ctx, name, image, env)
+	c, err := p.start(ctx, name, image, env, extra...)
 	if err != nil {
 		return fig, err
 	}
 	defer p.remove(name)
 	fig.runReturned = c.runReturned
 	err = check(ctx, c, image, dir, sc, env, silent, &fig)
-	logs, lerr := c.logs(ctx)
-	if err == nil && lerr != nil {
-		err = lerr
+	if err == nil {
+		err = checkLogs(ctx, c, dbURL)
 	}
+	if err != nil {
+		return fig, err
+	}
+	if sc.persistentData {
+		// A restarted Space is a new container on the same /data.
+		again := name + "-restarted"
+		c, err := p.start(ctx, again, image, env, extra...)
+		if err != nil {
+			return fig, err
+		}
+		defer p.remove(again)
+		if err := checkKept(ctx, c, fig.kept); err != nil {
+			return fig, err
+		}
+		var second figures
+		if err := stop(ctx, c, &second); err != nil {
+			return fig, err
+		}
+		return fig, checkLogs(ctx, c, dbURL)
+	}
+	return fig, nil
+}
+
+// checkLogs reports an error when the container's logs hold the password
+// of dbURL; a failure carries the logs' end.
+func checkLogs(ctx context.Context, c *container, dbURL string) error {
+	logs, err := c.logs(ctx)
 	if err == nil {
 		err = leaks(secretOf(dbURL), map[string][]byte{"the container's logs": []byte(logs)})
 	}
 	if err != nil {
-		return fig, fmt.Errorf("%w\ncontainer logs:\n%s", err, tail(logs, 20))
+		return fmt.Errorf("%w\ncontainer logs:\n%s", err, tail(logs, 20))
 	}
-	return fig, nil
+	return nil
+}
+
+// checkKept waits until a restarted container is ready and checks that it
+// has the note its predecessor kept.
+func checkKept(ctx context.Context, c *container, kept note) error {
+	srv := newServer(fmt.Sprintf("http://127.0.0.1:%d", spacePort))
+	defer srv.close()
+	if _, _, err := srv.waitFor(ctx, "/readyz", 200, c.started, 15*time.Second, nil); err != nil {
+		return fmt.Errorf("after a restart: %w", err)
+	}
+	if err := srv.has(ctx, kept); err != nil {
+		return fmt.Errorf("after a restart on the same /data: %w", err)
+	}
+	return nil
 }
 
 // check runs a scenario's checks against a started container.
@@ -254,14 +326,24 @@ func check(ctx context.Context, c *container, image, dir string, sc scenario, en
 	if err != nil {
 		return err
 	}
-	if sc.sqliteFile {
-		dir, err := c.inspect(ctx, "{{.Config.WorkingDir}}")
-		if err != nil {
-			return err
+	if sc.sqliteFile != "" {
+		path := sc.sqliteFile
+		if !filepath.IsAbs(path) {
+			wd, err := c.inspect(ctx, "{{.Config.WorkingDir}}")
+			if err != nil {
+				return err
+			}
+			path = filepath.Join(wd, path)
 		}
-		// The container's filesystem, seen through its process.
-		if err := checkOwnFile(filepath.Join(fmt.Sprintf("/proc/%d/root", pid), dir, "data", "notes.db"), spaceUID); err != nil {
+		// The container's filesystem, mounts included, seen through its
+		// process.
+		if err := checkOwnFile(filepath.Join(fmt.Sprintf("/proc/%d/root", pid), path), spaceUID); err != nil {
 			return fmt.Errorf("the SQLite file: %w", err)
+		}
+	}
+	if sc.persistentData {
+		if fig.kept, err = srv.create(ctx, "kept across restarts", "written before SIGTERM"); err != nil {
+			return err
 		}
 	}
 	var dbURL string
