@@ -120,19 +120,33 @@ EOF
 export CONTAINERS_STORAGE_CONF="$WORK/storage.conf" CONTAINERS_CONF="$WORK/containers.conf"
 export CONTAINERS_REGISTRIES_CONF="$WORK/registries.conf" TMPDIR="$WORK/tmp"
 
+# cpu prints the CPU time (user and system) of this shell's finished
+# children, in seconds: on a shared machine it varies less than wall time.
+# (times runs in this shell, not in a subshell, which would see none.)
+cpu() {
+	times >"$WORK/times"
+	awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.1f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$WORK/times"
+}
+
 # step NAME COMMAND...: runs a command with its output in a log, prints the
-# time it took, and the log's tail when it fails.
+# wall and CPU time it took, and the log's tail when it fails. The times
+# are left in secs_NAME and cpu_NAME.
 step() {
-	local name=$1 start=$EPOCHREALTIME log="$WORK/logs/$1.log"
+	local name=$1 start=$EPOCHREALTIME cpu0 log="$WORK/logs/$1.log"
+	cpu >"$WORK/cpu0"
+	cpu0=$(<"$WORK/cpu0")
 	shift
 	if ! "$@" >"$log" 2>&1; then
 		say "$name failed; last lines of its log:"
 		tail -n 40 "$log" >&2
 		return 1
 	fi
-	printf -v "secs_${name//-/_}" '%s' "$(elapsed "$start")"
-	local v="secs_${name//-/_}"
-	say "$name: ${!v} s"
+	local var=${name//-/_}
+	printf -v "secs_$var" '%s' "$(elapsed "$start")"
+	cpu >"$WORK/cpu1"
+	printf -v "cpu_$var" '%s' "$(awk -v a="$cpu0" -v b="$(<"$WORK/cpu1")" 'BEGIN { printf "%.1f", b - a }')"
+	local s="secs_$var" c="cpu_$var"
+	say "$name: ${!s} s (CPU ${!c} s)"
 }
 
 # --- 1. base images ---------------------------------------------------------
@@ -244,4 +258,6 @@ chmod 0711 "$WORK"
 mkdir -m 0755 "$WORK/check"
 TMPDIR="$WORK/check" "$WORK/imagecheck" -image "$image" -postgres "$DBFALLBACK_TEST_DATABASE_URL"
 
-say "passed: debootstrap $secs_debootstrap s, builder image $secs_builder_image s, cold build $secs_cold_build s, rebuild $secs_rebuild s; stage $(elapsed "$stage_start") s"
+say "work directory at its fullest: $(du -sxh "$WORK" | cut -f 1)"
+cpu >"$WORK/cpu1"
+say "passed: debootstrap $secs_debootstrap s, builder image $secs_builder_image s, cold build $secs_cold_build s (CPU $cpu_cold_build s), rebuild $secs_rebuild s (CPU $cpu_rebuild s; $(awk -v a="$secs_rebuild" -v b="$secs_cold_build" 'BEGIN { printf "%.2f", a / b }') of the cold build); stage $(elapsed "$stage_start") s, CPU $(<"$WORK/cpu1") s"
