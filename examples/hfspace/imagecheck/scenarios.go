@@ -388,6 +388,10 @@ func checkProcess(ctx context.Context, c *container, image string, pid int, env 
 
 // stop sends SIGTERM and checks that the server exits 0 within stopGrace.
 func stop(ctx context.Context, c *container, fig *figures) error {
+	// podman stop sends the image's stop signal; a Space sends SIGTERM.
+	if sig, err := c.inspect(ctx, "{{.Config.StopSignal}}"); err != nil || (sig != "15" && sig != "SIGTERM") {
+		return fmt.Errorf("the container's stop signal is %q (%v), want SIGTERM", sig, err)
+	}
 	took, code, err := c.stop(ctx, stopGrace)
 	if err != nil {
 		return err
