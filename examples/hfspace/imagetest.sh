@@ -13,8 +13,10 @@
 #   3. the image's size by layer;
 #   4. imagecheck (a Go program next to this script) runs the image with
 #      podman as uid 1000, host networking, port 7860 and no environment but
-#      what a Space sets: SQLite, the PostgreSQL of DBFALLBACK_TEST_DATABASE_URL,
-#      and a primary that accepts connections and never answers.
+#      what a Space sets: on SQLite, on the PostgreSQL of
+#      DBFALLBACK_TEST_DATABASE_URL, with a primary that accepts connections
+#      and never answers, SIGTERM while that primary hangs, and persistent
+#      storage across a restart (see imagecheck's doc comment).
 #
 # Everything lives in one work directory (container storage and
 # configuration included) inside a private mount namespace, and is removed
@@ -26,7 +28,8 @@
 # installs the packages, sets the variable and runs this script.
 #
 # Environment: IMAGETEST_WORKDIR, the parent of the work directory
-# (default /var/tmp; it must not be on overlayfs or tmpfs-backed overlay).
+# (default /var/tmp; not on overlayfs, which cannot hold overlay layers).
+# The work directory takes about 1 GB while the script runs.
 set -euo pipefail
 
 say() { printf 'imagetest: %s\n' "$*"; }
@@ -258,6 +261,6 @@ chmod 0711 "$WORK"
 mkdir -m 0755 "$WORK/check"
 TMPDIR="$WORK/check" "$WORK/imagecheck" -image "$image" -postgres "$DBFALLBACK_TEST_DATABASE_URL"
 
-say "work directory at its fullest: $(du -sxh "$WORK" | cut -f 1)"
+say "work directory before cleanup: $(du -sxh "$WORK" | cut -f 1)"
 cpu >"$WORK/cpu1"
 say "passed: debootstrap $secs_debootstrap s, builder image $secs_builder_image s, cold build $secs_cold_build s (CPU $cpu_cold_build s), rebuild $secs_rebuild s (CPU $cpu_rebuild s; $(awk -v a="$secs_rebuild" -v b="$secs_cold_build" 'BEGIN { printf "%.2f", a / b }') of the cold build); stage $(elapsed "$stage_start") s, CPU $(<"$WORK/cpu1") s"
