@@ -66,9 +66,13 @@ stage_start=$EPOCHREALTIME
 cd "$repo"
 elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 
+# Descriptor 3 is the script's own output: a signal can run cleanup inside a
+# step, whose output goes to the step's log.
+exec 3>&1
 cleanup() {
 	local rc=$?
 	set +e
+	exec 1>&3 2>&3
 	podman rm --all --force --time 0 >/dev/null 2>&1
 	buildah rm --all >/dev/null 2>&1
 	podman rmi --all --force >/dev/null 2>&1
