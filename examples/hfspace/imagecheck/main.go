@@ -4,7 +4,9 @@
 // variables a Space sets (see spaceEnv). It runs the scenarios of the
 // scenarios table in order: no configuration (SQLite, ephemeral),
 // DATABASE_URL at a real PostgreSQL, a primary that accepts connections
-// and never answers, and SIGTERM while that primary is still being tried.
+// and never answers, SIGTERM while that primary is still being tried, and
+// persistent storage at /data across a restart. Then it runs the image's
+// own binary outside the container, as the baseline of its figures.
 //
 // examples/hfspace/imagetest.sh builds the image and runs this command;
 // run by hand it needs root (it reads the container's /proc entries), an

@@ -197,10 +197,7 @@ func runScenario(ctx context.Context, p podman, image, dir string, sc scenario) 
 	defer p.remove(name)
 	fig.runReturned = c.runReturned
 	err = check(ctx, c, image, dir, sc, env, silent, &fig)
-	if err == nil {
-		err = checkLogs(ctx, c, dbURL)
-	}
-	if err != nil {
+	if err = withLogs(ctx, c, dbURL, err); err != nil {
 		return fig, err
 	}
 	if sc.persistentData {
@@ -211,24 +208,26 @@ func runScenario(ctx context.Context, p podman, image, dir string, sc scenario) 
 			return fig, err
 		}
 		defer p.remove(again)
-		if err := checkKept(ctx, c, fig.kept); err != nil {
-			return fig, err
+		err = checkKept(ctx, c, fig.kept)
+		if err == nil {
+			var second figures
+			err = stop(ctx, c, &second)
 		}
-		var second figures
-		if err := stop(ctx, c, &second); err != nil {
-			return fig, err
-		}
-		return fig, checkLogs(ctx, c, dbURL)
+		return fig, withLogs(ctx, c, dbURL, err)
 	}
 	return fig, nil
 }
 
-// checkLogs reports an error when the container's logs hold the password
-// of dbURL; a failure carries the logs' end.
-func checkLogs(ctx context.Context, c *container, dbURL string) error {
-	logs, err := c.logs(ctx)
+// withLogs reads the container's logs and checks that they do not hold
+// the password of dbURL. When err or that check fails, it returns the
+// error with the end of the logs.
+func withLogs(ctx context.Context, c *container, dbURL string, err error) error {
+	logs, lerr := c.logs(ctx)
+	if lerr == nil {
+		lerr = leaks(secretOf(dbURL), map[string][]byte{"the container's logs": []byte(logs)})
+	}
 	if err == nil {
-		err = leaks(secretOf(dbURL), map[string][]byte{"the container's logs": []byte(logs)})
+		err = lerr
 	}
 	if err != nil {
 		return fmt.Errorf("%w\ncontainer logs:\n%s", err, tail(logs, 20))
