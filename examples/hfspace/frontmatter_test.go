@@ -76,7 +76,16 @@ func TestDockerfile(t *testing.T) {
 	assert.GreaterOrEqual(t, have, need, "the builder's Go is no older than go.mod needs")
 	assert.Contains(t, df, "CGO_ENABLED=1")
 	assert.Regexp(t, `(?m)^RUN go build .*github.com/mattn/go-sqlite3`, df, "go-sqlite3 compiles in its own layer")
-	assert.Less(t, strings.Index(df, "github.com/mattn/go-sqlite3"), strings.Index(df, "COPY . ."), "before the sources are copied")
+	deps := strings.Index(df, "github.com/mattn/go-sqlite3")
+	for _, code := range []string{"COPY dbfallback/*.go", "COPY *.go"} {
+		at := strings.Index(df, code)
+		assert.Positivef(t, at, "%s: the library's and the server's Go files are copied", code)
+		assert.Lessf(t, deps, at, "go-sqlite3 builds before %s", code)
+	}
+	assert.Less(t, strings.Index(df, "COPY go.work"), deps, "the dependency build sees the workspace")
+	assert.NotContains(t, df, "COPY . .", "only the files the build uses are copied")
+	assert.NotRegexp(t, `(?m)^#\s*syntax=`, df, "no syntax line: BuildKit would fetch a frontend image from a registry")
+	assert.Contains(t, df, "GOPROXY=off", "the build never fetches a module")
 	assert.Contains(t, df, "--uid 1000")
 	assert.Regexp(t, `(?m)^USER user$`, df)
 	assert.Regexp(t, `(?m)^EXPOSE 7860$`, df)

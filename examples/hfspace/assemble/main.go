@@ -1,7 +1,10 @@
 // Command assemble writes a folder ready to push to a Hugging Face Space:
 // the hfspace server, its Dockerfile and README (the Space configuration),
-// the dbfallback library source next to it, and vendor/ with every
-// dependency, so that the image builds without a module proxy.
+// the dbfallback library's source in dbfallback/, a go.work that makes both
+// one workspace, and vendor/ with every other dependency, so that the image
+// builds without a module proxy. The build compiles dbfallback/ itself (a
+// workspace module is never copied into vendor/), so an edit there takes
+// effect: there is one copy of the library in the folder.
 //
 // Run it from the dbfallback repository:
 //
@@ -12,6 +15,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -54,7 +58,7 @@ func findRepo() string {
 	}
 	for _, d := range dirs {
 		for {
-			if data, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && strings.Contains(string(data), "module github.com/dbfallback/dbfallback\n") {
+			if data, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && strings.Contains(string(data), "module "+libraryModule+"\n") {
 				return d
 			}
 			parent := filepath.Dir(d)
@@ -73,7 +77,8 @@ func assemble(root, out string) error {
 		return fmt.Errorf("%s is not empty", out)
 	}
 	example := filepath.Join(root, "examples", "hfspace")
-	if err := os.MkdirAll(filepath.Join(out, "dbfallback"), 0o755); err != nil {
+	lib := filepath.Join(out, "dbfallback")
+	if err := os.MkdirAll(lib, 0o755); err != nil {
 		return err
 	}
 	// The server: its Go files (no tests), Dockerfile, README, ignore file.
@@ -83,21 +88,92 @@ func assemble(root, out string) error {
 		return err
 	}
 	// The library: its Go files (no tests, no examples) and license.
-	if err := copyFiles(root, filepath.Join(out, "dbfallback"), func(name string) bool {
+	if err := copyFiles(root, lib, func(name string) bool {
 		return isSource(name) || name == "LICENSE" || name == "go.mod"
 	}); err != nil {
 		return err
 	}
-	gomod := "module hfspace\n\ngo 1.25.0\n\nrequire github.com/dbfallback/dbfallback v0.0.0\n\nreplace github.com/dbfallback/dbfallback => ./dbfallback\n"
+	libMod, err := os.ReadFile(filepath.Join(lib, "go.mod"))
+	if err != nil {
+		return err
+	}
+	goVersion := goDirective(libMod)
+	if goVersion == "" {
+		return errors.New("the library's go.mod has no go line")
+	}
+	if _, err := goCmd(lib, "off", "mod", "tidy"); err != nil {
+		return err
+	}
+	if err := serverModule(out, goVersion); err != nil {
+		return err
+	}
+	gowork := "go " + goVersion + "\n\nuse (\n\t.\n\t./dbfallback\n)\n"
+	if err := os.WriteFile(filepath.Join(out, "go.work"), []byte(gowork), 0o644); err != nil {
+		return err
+	}
+	_, err = goCmd(out, filepath.Join(out, "go.work"), "work", "vendor")
+	return err
+}
+
+// serverModule writes the server's go.mod in out: the modules the server
+// imports itself, found by tidying it against the library in dbfallback/.
+// The library and the modules it needs come from the workspace and are not
+// listed, so that dbfallback/go.mod is the one place their versions are set.
+func serverModule(out, goVersion string) error {
+	gomod := "module hfspace\n\ngo " + goVersion + "\n\nrequire " + libraryModule + " v0.0.0\n\nreplace " + libraryModule + " => ./dbfallback\n"
 	if err := os.WriteFile(filepath.Join(out, "go.mod"), []byte(gomod), 0o644); err != nil {
 		return err
 	}
-	for _, dir := range []string{filepath.Join(out, "dbfallback"), out} {
-		if err := goCmd(dir, "mod", "tidy"); err != nil {
-			return err
+	if _, err := goCmd(out, "off", "mod", "tidy"); err != nil {
+		return err
+	}
+	data, err := goCmd(out, "off", "mod", "edit", "-json")
+	if err != nil {
+		return err
+	}
+	var mod struct {
+		Require []struct {
+			Path     string
+			Indirect bool
 		}
 	}
-	return goCmd(out, "mod", "vendor")
+	if err := json.Unmarshal(data, &mod); err != nil {
+		return fmt.Errorf("go mod edit -json: %w", err)
+	}
+	edit := []string{"mod", "edit", "-droprequire=" + libraryModule, "-dropreplace=" + libraryModule}
+	direct := 0
+	for _, r := range mod.Require {
+		switch {
+		case r.Path == libraryModule:
+		case r.Indirect:
+			edit = append(edit, "-droprequire="+r.Path)
+		default:
+			direct++
+		}
+	}
+	if _, err := goCmd(out, "off", edit...); err != nil {
+		return err
+	}
+	if direct == 0 {
+		// Nothing left for go.sum to check.
+		return os.Remove(filepath.Join(out, "go.sum"))
+	}
+	return nil
+}
+
+// libraryModule is dbfallback's module path.
+const libraryModule = "github.com/dbfallback/dbfallback"
+
+// goDirective returns the version of a go.mod's go line, "" without one.
+func goDirective(gomod []byte) string {
+	for line := range strings.SplitSeq(string(gomod), "\n") {
+		if v, ok := strings.CutPrefix(line, "go "); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				return f[0]
+			}
+		}
+	}
+	return ""
 }
 
 // isSource reports a Go file that is built, not a test or an example.
@@ -144,13 +220,18 @@ func copyFile(src, dst string) error {
 	return out.Close()
 }
 
-// goCmd runs the go command in dir, outside any workspace.
-func goCmd(dir string, args ...string) error {
+// goCmd runs the go command in dir with GOWORK set to gowork ("off", or
+// the go.work file to use) and no GOFLAGS from the caller, and returns its
+// standard output.
+func goCmd(dir, gowork string, args ...string) ([]byte, error) {
 	cmd := exec.Command("go", args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go %s in %s: %v\n%s", strings.Join(args, " "), dir, err, out)
+	cmd.Env = append(os.Environ(), "GOWORK="+gowork, "GOFLAGS=")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go %s in %s: %v\n%s", strings.Join(args, " "), dir, err, stderr.String())
 	}
-	return nil
+	return out, nil
 }
