@@ -195,28 +195,6 @@ func quotedValueEnd(s string, from int) int {
 	return len(s)
 }
 
-// lenientDecode percent-decodes valid escapes and keeps the rest, so that
-// "pass%77ord" is recognised as a password key, as pgx recognises it.
-func lenientDecode(s string) string {
-	if !strings.Contains(s, "%") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) {
-			hi, ok1 := unhex(s[i+1])
-			lo, ok2 := unhex(s[i+2])
-			if ok1 && ok2 {
-				b.WriteByte(hi<<4 | lo)
-				i += 2
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 // minScrubLen is the shortest secret scrubSecrets replaces: shorter ones
 // match ordinary words and cannot be told apart from them.
 const minScrubLen = 4

@@ -3,7 +3,6 @@ package dbfallback
 import (
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -192,10 +191,10 @@ func Validate(raw string) (Target, error) {
 // validation carries the state of one Validate call: the original input (for
 // redacted error context) and the notes collected so far.
 type validation struct {
-	raw       string
-	notes     []string
-	scheme3   bool   // the scheme was sqlite3 (Rails' spelling)
-	validHost string // the last host checkHost accepted, to skip re-checks
+	raw         string
+	notes       []string
+	scheme3     bool   // the scheme was sqlite3 (Rails' spelling)
+	checkedHost string // the last host checkHost accepted, to skip re-checks
 
 	templateChars bool // the cleaned value holds '$', '{' or '<'
 }
@@ -624,50 +623,6 @@ func isIdent(s string) bool {
 		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
 			return false
 		}
-	}
-	return true
-}
-
-// validHost reports whether name is a host name, an IP address or a socket
-// directory that a driver can use. IPv6 addresses come without brackets.
-func validHost(name string) bool {
-	if strings.HasPrefix(name, "/") {
-		return true
-	}
-	if strings.IndexByte(name, ':') >= 0 {
-		a, err := netip.ParseAddr(name)
-		return err == nil && a.Is6() && (a.Zone() == "" || isParamName(a.Zone()))
-	}
-	allDigits := true
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; c != '.' && (c < '0' || c > '9') {
-			allDigits = false
-			break
-		}
-	}
-	if allDigits {
-		a, err := netip.ParseAddr(name)
-		return err == nil && a.Is4()
-	}
-	name = strings.TrimSuffix(name, ".")
-	if name == "" || len(name) > 253 {
-		return false
-	}
-	for name != "" {
-		label, rest, _ := strings.Cut(name, ".")
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c == '-' || c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-				return false
-			}
-		}
-		if rest == "" && strings.HasSuffix(name, ".") {
-			return false
-		}
-		name = rest
 	}
 	return true
 }

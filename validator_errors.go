@@ -90,7 +90,9 @@ type ValidationError struct {
 	Hint string
 }
 
-// Error returns "dbfallback: validate <input>: <reason> (<hint>)".
+// Error returns `dbfallback: validate "<input>": <reason> (hint: <hint>)`,
+// with the redacted input quoted; the input part is left out when Input is
+// empty and the hint part when Hint is.
 func (e *ValidationError) Error() string {
 	var b strings.Builder
 	b.WriteString("dbfallback: validate")
