@@ -430,14 +430,12 @@ func unwrapPathError(err error) error {
 	return err
 }
 
-// parseSeconds reads a libpq timeout: whole seconds, where 1 means 2.
+// parseSeconds reads a libpq timeout (connect_timeout, PGCONNECT_TIMEOUT):
+// a non-negative whole number of seconds, 1 meaning one second as in pgx.
 func parseSeconds(s string) (time.Duration, error) {
 	n, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("dbfallback: %q is not a whole number of seconds", s)
-	}
-	if n == 1 {
-		n = 2
 	}
 	return time.Duration(n) * time.Second, nil
 }

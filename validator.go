@@ -111,22 +111,17 @@ func (t Target) Password() (string, bool) { return t.password, t.hasPass }
 // IsZero reports whether t is the zero Target (no database).
 func (t Target) IsZero() bool { return t.Dialect == "" }
 
-// ConnectTimeout returns the connect_timeout setting of a Postgres target,
-// and whether one was set. Zero means no timeout, as in libpq.
+// ConnectTimeout returns the connect_timeout setting of a Postgres target
+// in whole seconds, and whether one was set: 1 means one second, as pgx
+// reads it (older libpq releases raised 1 to 2). Zero means no timeout to
+// libpq; [Open] never waits without a bound and uses its own default then.
 func (t Target) ConnectTimeout() (time.Duration, bool) {
 	s, ok := t.Params["connect_timeout"]
 	if !ok {
 		return 0, false
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
-		return 0, false
-	}
-	// libpq treats 1 as 2 seconds: one second is too short to be meaningful.
-	if n == 1 {
-		n = 2
-	}
-	return time.Duration(n) * time.Second, true
+	d, err := parseSeconds(s)
+	return d, err == nil
 }
 
 // String returns the redacted form of t; see [Target.Redacted].

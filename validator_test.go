@@ -1,6 +1,7 @@
 package dbfallback
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
@@ -349,4 +351,36 @@ func TestValidateCodes(t *testing.T) {
 			assert.Equal(t, c.sentinel, c.code.Sentinel())
 		})
 	}
+}
+
+// TestConnectTimeout pins what connect_timeout and PGCONNECT_TIMEOUT mean:
+// whole seconds, 1 being one second as pgx reads it.
+func TestConnectTimeout(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want time.Duration
+		set  bool
+	}{
+		{name: "unset", in: "postgres://h/db"},
+		{name: "zero", in: "postgres://h/db?connect_timeout=0", want: 0, set: true},
+		{name: "one second is one second", in: "postgres://h/db?connect_timeout=1", want: time.Second, set: true},
+		{name: "ten", in: "postgres://h/db?connect_timeout=10", want: 10 * time.Second, set: true},
+		{name: "JDBC loginTimeout", in: "jdbc:postgresql://h/db?loginTimeout=1", want: time.Second, set: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tg, err := Validate(tt.in)
+			require.NoError(t, err)
+			got, set := tg.ConnectTimeout()
+			assert.Equal(t, tt.set, set)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+	t.Run("PGCONNECT_TIMEOUT", func(t *testing.T) {
+		isolatedDirs(t)
+		r, err := Resolve(context.Background(), env("PGCONNECT_TIMEOUT", "1"), withDataDir(""))
+		require.NoError(t, err)
+		assert.Equal(t, time.Second, r.ConnectTimeout)
+	})
 }
