@@ -13,25 +13,6 @@ import (
 // maxShownInput caps how much of a rejected value an error repeats.
 const maxShownInput = 160
 
-// boundaryKeys are parameter names that end a masked secret value: a
-// password runs until one of these starts after a separator, so an
-// unescaped '&', ';' or space inside a password cannot expose its tail.
-var boundaryKeys = func() map[string]struct{} {
-	m := map[string]struct{}{}
-	for k := range knownKeyword {
-		m[k] = struct{}{}
-	}
-	for k := range foreignParams {
-		m[strings.ToLower(k)] = struct{}{}
-	}
-	for _, k := range []string{"ssl", "schema", "currentschema", "pgbouncer", "search_path", "mode", "cache",
-		"database", "server", "uid", "data source", "initial catalog", "encrypt", "applicationname",
-		"connecttimeout", "logintimeout", "targetservertype", "_busy_timeout", "_journal_mode", "_txlock"} {
-		m[k] = struct{}{}
-	}
-	return m
-}()
-
 // redactInput masks every place a password can hide in a raw, possibly
 // malformed connection string, then shortens it for display:
 //
@@ -173,7 +154,7 @@ func secretValueEnd(s string, from int) int {
 			continue
 		}
 		key := strings.ToLower(strings.TrimSpace(lenientDecode(s[j : j+eq])))
-		if _, ok := boundaryKeys[key]; ok {
+		if _, ok := foldedRules[key]; ok {
 			return i
 		}
 	}

@@ -66,7 +66,7 @@ func (v *validation) keywordValue(s string) (Target, error) {
 			v.note("read the keyword database as dbname")
 			key = "dbname"
 		}
-		if _, ok := knownKeyword[key]; !ok {
+		if !isKeyword(key) {
 			return Target{}, v.fail(CodeUnknownKeyword, "a keyword is not a libpq connection setting",
 				"use libpq keywords (host, port, dbname, user, password, sslmode, …); put server settings in options='-c name=value'")
 		}

@@ -149,15 +149,6 @@ func (v *validation) sqlitePath(rawPath, query string) (Target, error) {
 	return sqliteTarget(path, false, params), nil
 }
 
-// pythonSQLiteParams are SQLAlchemy/sqlite3-module arguments that mean
-// nothing to SQLite or go-sqlite3.
-var pythonSQLiteParams = []string{"check_same_thread", "timeout", "isolation_level", "cached_statements", "detect_types", "factory"}
-
-var sqliteEnums = map[string][]string{
-	"mode":  {"ro", "rw", "rwc", "memory"},
-	"cache": {"shared", "private"},
-}
-
 // sqliteParams parses and checks SQLite URI and go-sqlite3 parameters.
 func (v *validation) sqliteParams(query string) (map[string]string, error) {
 	params := map[string]string{}
@@ -170,13 +161,14 @@ func (v *validation) sqliteParams(query string) (map[string]string, error) {
 	}
 	v.notes = append(v.notes, notes...)
 	for _, s := range settings {
-		if slices.Contains(pythonSQLiteParams, s.key) {
-			v.note("removed %s, a Python sqlite3 setting (dbfallback tunes busy timeout and locking itself)", s.key)
+		rule, known := ruleFor(s.key, SQLite)
+		if known && rule.action == drop {
+			v.note("removed %s, a %s setting (dbfallback tunes busy timeout and locking itself)", s.key, rule.tool)
 			continue
 		}
-		if allowed, ok := sqliteEnums[s.key]; ok && !slices.Contains(allowed, s.value) {
+		if known && rule.values != nil && !slices.Contains(rule.values, s.value) {
 			return nil, v.fail(CodeBadParam, fmt.Sprintf("the SQLite %s parameter has an unknown value", s.key),
-				"use one of: "+strings.Join(allowed, ", "))
+				"use one of: "+strings.Join(rule.values, ", "))
 		}
 		params[s.key] = s.value
 	}

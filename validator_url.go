@@ -148,7 +148,7 @@ func laterReading(rest string, split int) bool {
 			continue
 		}
 		user, _, hasPass := strings.Cut(rest[:j], ":")
-		if hasPass && strings.IndexAny(user, "/?") < 0 && plausibleTail(rest[j+1:]) {
+		if hasPass && !strings.ContainsAny(user, "/?") && plausibleTail(rest[j+1:]) {
 			return true
 		}
 	}
@@ -357,7 +357,7 @@ func isAllDigits(s string) bool {
 
 // reservedIn lists the URL-reserved characters that appear raw in s.
 func reservedIn(s string) string {
-	if strings.IndexAny(s, "@#/?:[]") < 0 {
+	if !strings.ContainsAny(s, "@#/?:[]") {
 		return ""
 	}
 	var found []string
@@ -399,10 +399,10 @@ func (v *validation) parseQuery(q string) ([]setting, []string, error) {
 		val, err := uriDecode(rawVal)
 		if err != nil {
 			what := "a query parameter value"
-			if isSecretKey(key) {
-				what = "the password parameter"
-			} else if _, ok := knownKeyword[key]; ok {
+			if isKnownParam(key) {
 				what = fmt.Sprintf("the %s parameter", key)
+			} else if isSecretKey(key) {
+				what = "a secret parameter"
 			}
 			return nil, nil, v.fail(CodeBadEscape, what+" has an invalid percent-escape",
 				"write % as %25; a percent-escape is % followed by two hex digits, never %00")
