@@ -2,7 +2,8 @@ package dbfallback
 
 import (
 	"fmt"
-	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,9 +55,12 @@ func (h Host) String() string {
 //
 // A Target is produced by [Validate] (or by [Resolve] from the environment) and
 // is immutable by convention: its slices and map are shared by copies. The
-// password is held in an unexported field; [Target.String],
-// [Target.Redacted], [Target.GoString] and [Target.LogValue] never contain it,
-// so a Target is safe to print, log with log/slog, or encode as JSON.
+// password and every secret-valued parameter are held behind an unexported
+// pointer, which fmt prints as an address at any depth, so no fmt verb,
+// log/slog handler, encoding/json or encoding.TextMarshaler user can reach
+// them, even through a struct that holds a Target in an unexported field.
+// [Target.Password] and [Target.Secret] return them; [Target.DSN] carries
+// them to the driver.
 type Target struct {
 	// Dialect is Postgres or SQLite.
 	Dialect Dialect
@@ -73,7 +77,9 @@ type Target struct {
 	User string
 	// Params holds every other setting, after normalization: libpq settings
 	// such as sslmode and server run-time parameters for Postgres, SQLite URI
-	// parameters for SQLite. It never holds the password.
+	// parameters for SQLite. It never holds the password nor any other
+	// secret-valued parameter (sslpassword, _auth_pass, a key named like a
+	// secret): see [Target.Secret].
 	Params map[string]string
 
 	// Path is the SQLite database file, relative or absolute; for an
@@ -86,8 +92,7 @@ type Target struct {
 	// sentence each. Empty when the input was already canonical.
 	Notes []string
 
-	password string
-	hasPass  bool
+	secrets *secretSet // nil when the target has no secret
 }
 
 // DSN returns the connection string to hand to the driver: a canonical
@@ -106,7 +111,33 @@ func (t Target) DSN() string {
 
 // Password returns the PostgreSQL password and whether one was given.
 // Never log it.
-func (t Target) Password() (string, bool) { return t.password, t.hasPass }
+func (t Target) Password() (string, bool) {
+	if t.secrets == nil {
+		return "", false
+	}
+	return t.secrets.password, t.secrets.hasPass
+}
+
+// Secret returns the value of a secret-valued parameter, such as
+// sslpassword or go-sqlite3's _auth_pass, and whether it was given. Such
+// parameters are kept out of [Target.Params]; [Target.SecretKeys] lists
+// them. Never log the value.
+func (t Target) Secret(key string) (string, bool) {
+	if t.secrets == nil {
+		return "", false
+	}
+	v, ok := t.secrets.params[key]
+	return v, ok
+}
+
+// SecretKeys returns the names of the secret-valued parameters of t,
+// sorted; the password is not among them (see [Target.Password]).
+func (t Target) SecretKeys() []string {
+	if t.secrets == nil || len(t.secrets.params) == 0 {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(t.secrets.params))
+}
 
 // IsZero reports whether t is the zero Target (no database).
 func (t Target) IsZero() bool { return t.Dialect == "" }
@@ -123,15 +154,6 @@ func (t Target) ConnectTimeout() (time.Duration, bool) {
 	d, err := parseSeconds(s)
 	return d, err == nil
 }
-
-// String returns the redacted form of t; see [Target.Redacted].
-func (t Target) String() string { return t.Redacted() }
-
-// GoString returns the redacted form, so %#v does not print the password.
-func (t Target) GoString() string { return fmt.Sprintf("dbfallback.Target(%q)", t.Redacted()) }
-
-// LogValue makes a Target log as its redacted form under log/slog.
-func (t Target) LogValue() slog.Value { return slog.StringValue(t.Redacted()) }
 
 // Redacted returns the target as a URL with the password (and any other
 // secret parameter) replaced by "xxxxx". It is what every log line, error

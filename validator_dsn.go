@@ -9,17 +9,18 @@ import (
 // buildPostgresURL renders the canonical postgres:// URL of t, with secrets
 // masked when redact is set.
 func buildPostgresURL(t Target, redact bool) string {
+	password, hasPass := t.Password()
 	var b strings.Builder
-	b.Grow(64 + len(t.User) + len(t.password) + len(t.Database) + 24*len(t.Hosts) + 32*len(t.Params))
+	b.Grow(64 + len(t.User) + len(password) + len(t.Database) + 24*len(t.Hosts) + 32*len(t.Params))
 	b.WriteString("postgres://")
-	if t.User != "" || t.hasPass {
+	if t.User != "" || hasPass {
 		writeEscaped(&b, t.User)
-		if t.hasPass {
+		if hasPass {
 			b.WriteByte(':')
 			if redact {
 				b.WriteString(redactedMask)
 			} else {
-				writeEscaped(&b, t.password)
+				writeEscaped(&b, password)
 			}
 		}
 		b.WriteByte('@')
@@ -31,7 +32,7 @@ func buildPostgresURL(t Target, redact bool) string {
 		}
 	}
 	var num [8]byte
-	params := t.Params
+	var extra map[string]string
 	if socket {
 		var names, ports strings.Builder
 		for i, h := range t.Hosts {
@@ -42,12 +43,7 @@ func buildPostgresURL(t Target, redact bool) string {
 			names.WriteString(h.Name)
 			ports.Write(strconv.AppendUint(num[:0], uint64(h.Port), 10))
 		}
-		params = make(map[string]string, len(t.Params)+2)
-		for k, val := range t.Params {
-			params[k] = val
-		}
-		params["host"] = names.String()
-		params["port"] = ports.String()
+		extra = map[string]string{"host": names.String(), "port": ports.String()}
 	} else {
 		for i, h := range t.Hosts {
 			if i > 0 {
@@ -71,21 +67,40 @@ func buildPostgresURL(t Target, redact bool) string {
 	}
 	b.WriteByte('/')
 	writeEscaped(&b, t.Database)
-	writeQuery(&b, params, redact)
+	writeQuery(&b, t, extra, redact)
 	return b.String()
 }
 
 const redactedMask = "xxxxx"
 
-// writeQuery appends "?k=v&…" with keys sorted and secrets masked.
-func writeQuery(b *strings.Builder, params map[string]string, redact bool) {
-	if len(params) == 0 {
+// writeQuery appends "?k=v&…" for the parameters of t, its secret ones and
+// extra (which wins over t.Params), keys sorted. When redact is set, the
+// value of every secret parameter, and of any key named like a secret, is
+// the mask.
+func writeQuery(b *strings.Builder, t Target, extra map[string]string, redact bool) {
+	var secret map[string]string
+	if t.secrets != nil {
+		secret = t.secrets.params
+	}
+	if len(t.Params)+len(extra)+len(secret) == 0 {
 		return
 	}
 	var buf [16]string
 	keys := buf[:0]
-	for k := range params {
+	for k := range t.Params {
+		if _, dup := extra[k]; !dup {
+			keys = append(keys, k)
+		}
+	}
+	for k := range extra {
 		keys = append(keys, k)
+	}
+	for k := range secret {
+		_, dup1 := t.Params[k]
+		_, dup2 := extra[k]
+		if !dup1 && !dup2 {
+			keys = append(keys, k)
+		}
 	}
 	slices.Sort(keys)
 	for i, k := range keys {
@@ -96,10 +111,17 @@ func writeQuery(b *strings.Builder, params map[string]string, redact bool) {
 		}
 		writeEscaped(b, k)
 		b.WriteByte('=')
-		if redact && isSecretKey(k) {
+		val, ok := extra[k]
+		if !ok {
+			val, ok = t.Params[k]
+		}
+		if !ok {
+			val = secret[k]
+		}
+		if redact && (!ok || isSecretKey(k)) {
 			b.WriteString(redactedMask)
 		} else {
-			writeEscaped(b, params[k])
+			writeEscaped(b, val)
 		}
 	}
 }
@@ -131,16 +153,12 @@ func writeEscaped(b *strings.Builder, s string) {
 
 // buildSQLiteDSN renders a go-sqlite3 "file:" URI for t.
 func buildSQLiteDSN(t Target, redact bool) string {
-	params := t.Params
+	var extra map[string]string
 	if t.Memory {
-		if t.Path == "" && len(params) == 0 {
+		if t.Path == "" && len(t.Params) == 0 && t.secrets == nil {
 			return ":memory:"
 		}
-		params = make(map[string]string, len(t.Params)+1)
-		for k, val := range t.Params {
-			params[k] = val
-		}
-		params["mode"] = "memory"
+		extra = map[string]string{"mode": "memory"}
 	}
 	var b strings.Builder
 	b.WriteString("file:")
@@ -152,7 +170,7 @@ func buildSQLiteDSN(t Target, redact bool) string {
 		}
 		b.WriteString(escapeSQLitePath(t.Path))
 	}
-	writeQuery(&b, params, redact)
+	writeQuery(&b, t, extra, redact)
 	return b.String()
 }
 

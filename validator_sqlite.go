@@ -100,16 +100,17 @@ func (v *validation) sqliteMemory(name, query string) (Target, error) {
 }
 
 // sqliteTarget builds a SQLite target; mode=memory is implied by memory
-// and dropped from the parameters.
+// and dropped from the parameters, and secret-valued parameters (such as
+// go-sqlite3's _auth_pass) move to the target's secrets.
 func sqliteTarget(path string, memory bool, params map[string]string) Target {
 	if memory {
 		delete(params, "mode")
 	}
-	t := Target{Dialect: SQLite, Path: path, Memory: memory}
-	if len(params) > 0 {
-		t.Params = params
+	var public, secret map[string]string
+	for k, val := range params {
+		public, secret = putParam(public, secret, k, val)
 	}
-	return t
+	return Target{Dialect: SQLite, Path: path, Memory: memory, Params: public, secrets: newSecretSet("", false, secret)}
 }
 
 // sqlitePath validates a (still percent-encoded) file path and its query.

@@ -7,19 +7,37 @@ import (
 	"strings"
 )
 
-// pgCore collects the connection parts while settings are applied.
+// pgCore collects the connection parts while settings are applied. It
+// lives only for one Validate call; the Target keeps secrets in its
+// secretSet.
 type pgCore struct {
 	host, hostaddr, port, dbname, user, password string
 	hasHost, hasHostaddr, hasPort, hasPassword   bool
 	params                                       map[string]string
+	secret                                       map[string]string // secret-valued parameters
 }
 
-// set records a parameter, creating the map on first use.
+// set records a parameter, creating the map on first use; a secret-valued
+// one goes to c.secret, never to c.params.
 func (c *pgCore) set(k, val string) {
-	if c.params == nil {
-		c.params = make(map[string]string, 4)
+	c.params, c.secret = putParam(c.params, c.secret, k, val)
+}
+
+// putParam records k=val in params, or in secret when k names a secret,
+// creating the map on first use.
+func putParam(params, secret map[string]string, k, val string) (map[string]string, map[string]string) {
+	if isSecretKey(k) {
+		if secret == nil {
+			secret = make(map[string]string, 1)
+		}
+		secret[k] = val
+		return params, secret
 	}
-	c.params[k] = val
+	if params == nil {
+		params = make(map[string]string, 4)
+	}
+	params[k] = val
+	return params, secret
 }
 
 // buildPostgres applies settings in order (later wins), translates
@@ -83,8 +101,8 @@ func (v *validation) buildPostgres(settings []setting, origin string) (Target, e
 			fmt.Sprintf("%d ports were given for %d hosts", len(ports), len(hosts)),
 			"give one port for all hosts, or exactly one per host")
 	}
-	t := Target{Dialect: Postgres, Database: c.dbname, User: c.user, password: c.password, hasPass: c.hasPassword,
-		Hosts: make([]Host, 0, len(hosts))}
+	t := Target{Dialect: Postgres, Database: c.dbname, User: c.user,
+		secrets: newSecretSet(c.password, c.hasPassword, c.secret), Hosts: make([]Host, 0, len(hosts))}
 	for i, h := range hosts {
 		raw := ""
 		switch len(ports) {
@@ -103,7 +121,7 @@ func (v *validation) buildPostgres(settings []setting, origin string) (Target, e
 		return Target{}, v.fail(CodePlaceholder, "the user name is a template placeholder",
 			"replace it with the real user name")
 	}
-	if t.hasPass && componentPlaceholder(t.password) {
+	if c.hasPassword && componentPlaceholder(c.password) {
 		return Target{}, v.fail(CodePlaceholder, "the password is a template placeholder",
 			"replace it with the real password (set it as a secret, not in the Dockerfile)")
 	}
