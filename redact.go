@@ -25,7 +25,11 @@ const maxShownInput = 160
 //     the next known parameter name or the end.
 //
 // It over-masks rather than under-masks: a mask may hide a harmless part.
-func redactInput(raw string) string {
+func redactInput(raw string) string { return shorten(maskSecrets(raw)) }
+
+// maskSecrets masks what redactInput describes, without shortening: text
+// it leaves unchanged holds no secret this package can recognise.
+func maskSecrets(raw string) string {
 	mask := make([]bool, len(raw))
 	set := func(from, to int) {
 		for i := from; i < to && i < len(raw); i++ {
@@ -113,7 +117,12 @@ func redactInput(raw string) string {
 		b.WriteByte(raw[i])
 		i++
 	}
-	out := b.String()
+	return b.String()
+}
+
+// shorten cuts text for display to maxShownInput bytes, on a rune
+// boundary, marking the cut with "…".
+func shorten(out string) string {
 	if len(out) > maxShownInput {
 		cut := maxShownInput
 		for cut > 0 && !utf8.RuneStart(out[cut]) {

@@ -43,8 +43,10 @@ type Source struct {
 	Name string
 	// Found reports that the source held a value (possibly empty).
 	Found bool
-	// Detail is a redacted description of the value: the URL with its
-	// password masked, or the secret file's path.
+	// Detail is a redacted description of the value: for a valid value,
+	// the target's redacted form (built from the parsed parts, never from
+	// the raw text); for an invalid one, the value with every place a
+	// secret can hide masked; for a secret file, its path.
 	Detail string
 	// Target is the valid target the source held; zero when Err is set.
 	Target Target
@@ -226,9 +228,20 @@ func resolveSources(o *options) []Source {
 }
 
 func sourceFromValue(name, value string) Source {
-	s := Source{Name: name, Found: true, Detail: redactInput(value)}
+	s := Source{Name: name, Found: true}
 	s.Target, s.Err = Validate(value)
+	s.Detail = detailOf(s.Target, s.Err, value)
 	return s
+}
+
+// detailOf describes a value for Source.Detail: a valid one by its
+// target's redacted form, an invalid one by the redacted value (as its
+// error shows it).
+func detailOf(t Target, err error, value string) string {
+	if err == nil {
+		return t.Redacted()
+	}
+	return redactInput(value)
 }
 
 // sourceFromFile reads a secret file, capped at maxSecretFile bytes.
@@ -275,7 +288,7 @@ var pgEnvKeys = []struct{ env, key string }{
 	{"PGUSER", "user"}, {"PGPASSWORD", "password"}, {"PGSSLMODE", "sslmode"},
 	{"PGSSLROOTCERT", "sslrootcert"}, {"PGSSLCERT", "sslcert"}, {"PGSSLKEY", "sslkey"},
 	{"PGAPPNAME", "application_name"}, {"PGCONNECT_TIMEOUT", "connect_timeout"},
-	{"PGTARGETSESSIONATTRS", "target_session_attrs"}, {"PGOPTIONS", "options"},
+	{"PGSSLPASSWORD", "sslpassword"}, {"PGTARGETSESSIONATTRS", "target_session_attrs"}, {"PGOPTIONS", "options"},
 	{"PGCHANNELBINDING", "channel_binding"}, {"PGSSLNEGOTIATION", "sslnegotiation"},
 	{"PGREQUIREAUTH", "require_auth"}, {"PGTZ", "timezone"},
 }
@@ -298,16 +311,16 @@ func sourceFromPGEnv(lookup func(string) (string, bool)) Source {
 			continue
 		}
 		settings = append(settings, setting{kv.key, val})
-		shown := val
-		if kv.key == "password" {
-			shown = redactedMask
+		shown := redactedMask
+		if !isSecretKey(kv.key) {
+			shown = redactInput(val) // a pasted URL or key=value line may hold one too
 		}
 		detail = append(detail, kv.env+"="+shown)
 	}
 	s.Detail = strings.Join(detail, " ")
 	v := &validation{raw: s.Detail}
 	for _, st := range settings {
-		if st.key == "password" {
+		if isSecretKey(st.key) {
 			continue
 		}
 		if err := v.checkTemplates(st.value); err != nil {
@@ -356,18 +369,24 @@ func resolvePaths(o *options) []SQLitePath {
 }
 
 // explicitSQLitePath accepts a file path, a directory (to hold name) or a
-// SQLite URL.
+// SQLite URL. A value that is not usable is returned redacted, with the
+// reason: a database URL with a password put in SQLITE_PATH by mistake is
+// reported, never echoed, and a path that reads like it holds a secret
+// (user:password@…, password=…) is refused rather than created.
 func explicitSQLitePath(value, name string) (string, error) {
 	value = strings.TrimSpace(value)
 	if _, _, hasScheme := splitScheme(value); hasScheme && len(value) > 2 && value[1] != ':' {
 		t, err := Validate(value)
 		if err != nil {
-			return value, err
+			return redactInput(value), err
 		}
 		if t.Dialect != SQLite || t.Memory {
-			return value, fmt.Errorf("dbfallback: SQLite path %s does not name a SQLite file", t)
+			return t.Redacted(), fmt.Errorf("dbfallback: SQLite path %s does not name a SQLite file", t)
 		}
 		value = t.Path
+	} else if shown := maskSecrets(value); shown != value {
+		shown = shorten(shown)
+		return shown, fmt.Errorf("dbfallback: SQLite path %q reads like a connection string with a secret, not a file path", shown)
 	}
 	if st, err := os.Stat(value); err == nil && st.IsDir() {
 		return filepath.Join(value, name), nil
