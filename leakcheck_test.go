@@ -157,7 +157,6 @@ func TestWalkStringsFindsPlainSecrets(t *testing.T) {
 	type inner struct{ s string }
 	type outer struct {
 		m map[string][]inner
-		e error
 	}
 	v := outer{m: map[string][]inner{"k": {{s: "Zq9SecretValue"}}}}
 	found := strings.Join(walkStrings(&v), " ")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -77,9 +76,6 @@ type SQLitePath struct {
 // ErrShadowed marks a source that held a value but was not used because an
 // earlier source took precedence.
 var ErrShadowed = errors.New("dbfallback: shadowed by an earlier source")
-
-// maxSecretFile caps how much of a DATABASE_URL_FILE is read.
-const maxSecretFile = 64 << 10
 
 // Resolve reads the configuration and returns where [Open] would connect. It
 // reads environment variables (through [WithLookupEnv]), secret files and
@@ -215,9 +211,9 @@ func resolveSources(o *options) []Source {
 		fileVar := name + "_FILE"
 		if path, ok := o.lookupEnv(fileVar); ok {
 			if chosen != "" {
-				add(Source{Name: fileVar, Found: true, Detail: path})
+				add(Source{Name: fileVar, Found: true, Detail: redactInput(path)})
 			} else {
-				add(sourceFromFile(fileVar, path))
+				add(sourceFromFile(name, path))
 			}
 		} else {
 			add(Source{Name: fileVar})
@@ -242,44 +238,6 @@ func detailOf(t Target, err error, value string) string {
 		return t.Redacted()
 	}
 	return redactInput(value)
-}
-
-// sourceFromFile reads a secret file, capped at maxSecretFile bytes.
-func sourceFromFile(name, path string) Source {
-	s := Source{Name: name, Found: true, Detail: path}
-	if strings.TrimSpace(path) == "" {
-		s.Err = &ValidationError{Code: CodeEmpty, Reason: "the variable names no file",
-			Hint: "set " + name + " to the path of a file holding the URL, or unset it"}
-		return s
-	}
-	data, err := readCapped(path, maxSecretFile)
-	if err != nil {
-		s.Err = fmt.Errorf("dbfallback: read %s %q: %w", name, path, err)
-		return s
-	}
-	s.Target, s.Err = Validate(string(data))
-	return s
-}
-
-var errTooLarge = errors.New("file is larger than 64 KiB; it does not hold just a URL")
-
-func readCapped(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.IsDir() {
-		return nil, errors.New("is a directory, not a file")
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, errTooLarge
-	}
-	return data, nil
 }
 
 // pgEnvKeys maps libpq variables to connection keywords.

@@ -79,7 +79,7 @@ type Target struct {
 	// such as sslmode and server run-time parameters for Postgres, SQLite URI
 	// parameters for SQLite. It never holds the password nor any other
 	// secret-valued parameter (sslpassword, _auth_pass, a key named like a
-	// secret): see [Target.Secret].
+	// secret, a value that reads like it holds one): see [Target.Secret].
 	Params map[string]string
 
 	// Path is the SQLite database file, relative or absolute; for an
@@ -259,6 +259,9 @@ func (v *validation) clean(s string) (string, error) {
 	if err := v.checkPasted(s); err != nil {
 		return "", err
 	}
+	if s[0] == '{' {
+		return s, nil // a JSON secret: line breaks are JSON whitespace; jsonSecret checks the rest
+	}
 	quoted := s
 	s, err := v.unquote(s)
 	if err != nil {
@@ -267,6 +270,9 @@ func (v *validation) clean(s string) (string, error) {
 	if s == "" {
 		return "", v.fail(CodeEmpty, "the value is an empty pair of quotes",
 			"set it to a database URL, or unset it to use SQLite")
+	}
+	if s[0] == '{' {
+		return s, nil // a JSON secret: line breaks are JSON whitespace; jsonSecret checks the rest
 	}
 	control := false
 	for i := 0; i < len(s); i++ {
@@ -349,6 +355,17 @@ func quoteName(c byte) string {
 
 // classify dispatches on the form of s: URL scheme, keyword/value or path.
 func (v *validation) classify(s string) (Target, error) {
+	if s[0] == '{' {
+		return v.jsonSecret(s)
+	}
+	if name, ok := variableReference(s); ok {
+		what := "a variable" // a lower-case "name" may be a password that starts with '$'
+		if isEnvName(name) {
+			what = "the variable " + sanitizeScheme(name)
+		}
+		return Target{}, v.fail(CodePlaceholder, "the value is a reference to "+what+", which was not substituted",
+			"set the variable to the final URL: the shell, .env loader or platform that should have expanded it did not")
+	}
 	if v.templateChars {
 		if err := v.checkTemplates(s); err != nil {
 			return Target{}, err
@@ -490,6 +507,19 @@ func (v *validation) checkDriver(scheme, base, driver string, known []string) er
 		fmt.Sprintf("write %s:// without the suffix; known suffixes are +%s", base, strings.Join(known, ", +")))
 }
 
+// knownScheme reports whether scheme (any case, with a "+driver" suffix)
+// is one this package names: a PostgreSQL or SQLite spelling, jdbc,
+// file, or a database it knows to be unsupported. The redactor uses it to
+// tell a scheme from the front of a password ("user:" + "//secret@host").
+func knownScheme(scheme string) bool {
+	if scheme == "" {
+		return false
+	}
+	base, _, _ := strings.Cut(strings.ToLower(scheme), "+")
+	_, unsupported := unsupportedSchemes[base]
+	return unsupported || isPostgresScheme(base) || base == "sqlite" || base == "sqlite3" || base == "jdbc" || base == "file"
+}
+
 func isPostgresScheme(s string) bool {
 	switch s {
 	case "postgres", "postgresql", "pgsql", "pg":
@@ -498,13 +528,15 @@ func isPostgresScheme(s string) bool {
 	return false
 }
 
-// splitScheme splits "scheme:rest" where scheme is RFC 3986 shaped.
+// splitScheme splits "scheme:rest" where scheme is RFC 3986 shaped (a
+// letter, then isSchemeByte bytes). schemeBefore (redact.go) finds the
+// same shape backwards from a "://".
 func splitScheme(s string) (scheme, rest string, ok bool) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
-		case i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.' || c == '_'):
+		case i > 0 && isSchemeByte(c):
 		case i > 0 && c == ':':
 			return s[:i], s[i+1:], true
 		default:
@@ -580,6 +612,23 @@ func (v *validation) checkTemplates(s string) error {
 		i += 1 + k
 	}
 	return nil
+}
+
+// variableReference reports a whole value that is a reference to a
+// variable in a shell, Makefile or Windows form: $NAME, $(NAME), %NAME%
+// (${NAME} is caught with the other templates), and returns the name.
+func variableReference(s string) (string, bool) {
+	switch {
+	case len(s) > 3 && strings.HasPrefix(s, "$(") && s[len(s)-1] == ')':
+		s = s[2 : len(s)-1]
+	case len(s) > 2 && s[0] == '%' && s[len(s)-1] == '%':
+		s = s[1 : len(s)-1]
+	case len(s) > 1 && s[0] == '$':
+		s = s[1:]
+	default:
+		return "", false
+	}
+	return s, isIdent(s)
 }
 
 // isPlaceholderWord reports text such as "password", "DB_HOST" or "your-user".

@@ -59,6 +59,7 @@ const (
 	CodeUnknownKeyword       Code = "unknown_keyword"          // ErrMalformed
 	CodeKeywordSyntax        Code = "keyword_syntax"           // ErrMalformed
 	CodeBadPath              Code = "bad_path"                 // ErrMalformed
+	CodeBadJSON              Code = "bad_json"                 // ErrMalformed
 )
 
 // Sentinel returns the sentinel error c matches: ErrEmpty, ErrPlaceholder,

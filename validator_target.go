@@ -23,10 +23,11 @@ func (c *pgCore) set(k, val string) {
 	c.params, c.secret = putParam(c.params, c.secret, k, val)
 }
 
-// putParam records k=val in params, or in secret when k names a secret,
+// putParam records k=val in params, or in secret when k names a secret
+// or val reads like it holds one ("-c app.token=…" in options),
 // creating the map on first use.
 func putParam(params, secret map[string]string, k, val string) (map[string]string, map[string]string) {
-	if isSecretKey(k) {
+	if isSecretKey(k) || maskSecrets(val) != val {
 		if secret == nil {
 			secret = make(map[string]string, 1)
 		}

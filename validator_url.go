@@ -137,6 +137,27 @@ func (v *validation) postgresURL(rest string) (Target, error) {
 	return v.buildPostgres(chosen.settings, "URL")
 }
 
+// holdsParams reports a database name that goes on with "&name=" or
+// ";name=": parameters whose '?' was forgotten, or JDBC's ';' properties.
+// Read as a name, they would carry a password into every printed form.
+func holdsParams(db string) bool {
+	for i := strings.IndexAny(db, "&;"); i >= 0; {
+		j := i + 1
+		for j < len(db) && keyChar(db[j]) {
+			j++
+		}
+		if j > i+1 && j < len(db) && db[j] == '=' {
+			return true
+		}
+		k := strings.IndexAny(db[i+1:], "&;")
+		if k < 0 {
+			break
+		}
+		i += 1 + k
+	}
+	return false
+}
+
 // laterReading reports whether an '@' after position split (-1: none)
 // gives another URL-shaped reading: "user:…" before it and hosts,
 // database and parameters after it, even with a bad port. A raw '@' in a
@@ -310,6 +331,10 @@ func (v *validation) parseURLParts(userinfo string, hasUserinfo bool, after stri
 		if strings.IndexByte(db, '/') >= 0 {
 			return p, v.fail(CodeBadDatabase, "the database name contains '/'",
 				"the path after the host is the database name; remove the extra path, or write a literal / as %2F")
+		}
+		if holdsParams(db) {
+			return p, v.fail(CodeBadDatabase, "the database name holds parameters (name=value after '&' or ';'): a '?' forgotten, or JDBC properties",
+				"parameters go after a '?': postgres://host:5432/dbname?sslmode=require&password=…")
 		}
 		if db != "" {
 			name, err := uriDecode(db)
