@@ -134,12 +134,19 @@ func secretValueEnd(s string, v int, seps string) int {
 }
 
 // cleanAfter reports whether a quoted or braced value that closed just
-// before i really ended there: the text ends (blanks aside), a '}' comes
-// next (JSON), or a separator (of its format, a blank, or ',' in JSON)
-// followed by a known key or the end.
+// before i really ended there: the text ends (blanks aside), or a
+// separator (of its format, a blank, or ',' in JSON) comes next followed
+// by a known key or the end, or the JSON objects around it close ('}')
+// and the text ends or goes on with ',' and a known key.
 func cleanAfter(s string, i int, seps string) bool {
-	if skipBlanks(s, i) >= len(s) || s[i] == '}' {
+	if skipBlanks(s, i) >= len(s) {
 		return true
+	}
+	if s[i] == '}' {
+		for i < len(s) && (s[i] == '}' || s[i] == ' ' || s[i] == '\t') {
+			i++
+		}
+		return i == len(s) || s[i] == ',' && boundaryAt(s, i+1)
 	}
 	if strings.IndexByte(seps, s[i]) < 0 && strings.IndexByte(blankSeparators+",", s[i]) < 0 {
 		return false
@@ -152,7 +159,7 @@ func cleanAfter(s string, i int, seps string) bool {
 // quoted or not), or of a key named like a secret.
 func boundaryAt(s string, i int) bool {
 	i = skipBlanks(s, i)
-	if i >= len(s) || s[i] == '}' {
+	if i >= len(s) {
 		return true
 	}
 	if isQuote(s[i]) {

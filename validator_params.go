@@ -301,6 +301,13 @@ func (v *validation) applyPGSetting(c *pgCore, key, val string) error {
 	case rename:
 		return v.translateParam(c, key, val, rule)
 	}
+	if rule.tool == "libpq" && !rule.secret && maskSecrets(val) != val {
+		// "user=app;password=…" in a URL query is a user name to libpq:
+		// JDBC properties written with ';'. Printed as one, it would show
+		// the password.
+		return v.fail(CodeBadParam, fmt.Sprintf("the %s setting holds what reads like a secret (name=value after ';', or user:password@)", key),
+			"give each setting its own ?name=value, joined with '&'; percent-encode ';', ':' and '@' inside a value")
+	}
 	switch key {
 	case "host":
 		c.host, c.hasHost = val, val != ""

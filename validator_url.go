@@ -101,7 +101,10 @@ func (v *validation) postgresURL(rest string) (Target, error) {
 		if rest[i] != '@' || (hasUserinfo && i == len(userinfo)) {
 			continue
 		}
-		if p, err := v.parseURLParts(rest[:i], true, rest[i+1:], nil); err == nil && p.userPlausible {
+		// A reading whose user information holds "password=…" took a
+		// query for credentials: the text after its '@' is a secret.
+		if p, err := v.parseURLParts(rest[:i], true, rest[i+1:], nil); err == nil && p.userPlausible &&
+			secretAssignments(rest[:i]) == nil {
 			if laterReading(rest, i) {
 				return Target{}, v.fail(CodeAmbiguous,
 					"the URL can be read in more than one way: '@' appears both in the credentials and after the host",
