@@ -3,9 +3,12 @@ package dbfallback
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/dbfallback/dbfallback/internal/secretgen"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -66,4 +69,53 @@ func TestSecretParamsLeaveParams(t *testing.T) {
 		assert.Contains(t, string(js), `"sslmode":"require"`)
 		assert.Equal(t, "Qk7Secret1", tg.Params["password"], "MarshalJSON masks a copy, not the caller's map")
 	})
+}
+
+// TestEverySecretRuleIsMasked puts a marker in the value of every key the
+// rules table marks secret, in every format that can carry the key, and
+// checks every channel (see runSecretCase): adding a secret key to the
+// table cannot forget the redactor, the DSN writer or a printer.
+func TestEverySecretRuleIsMasked(t *testing.T) {
+	work, _ := isolatedDirs(t)
+	cfg := closedLoopback(t)
+	hp := cfg.Host + ":" + cfg.Port
+	markers := []string{"MkSecret7q", "Mk7q&Mk8r;Mk9s Mk2t'Mk3u\"Mk4v}Mk5w"}
+	for _, key := range ruleKeys(func(_ string, r paramRule) bool { return r.secret }) {
+		rule := paramRules[key]
+		t.Run(key, func(t *testing.T) {
+			for mi, marker := range markers {
+				tokens := fragments(marker, 4)
+				enc := escapeComponent(marker)
+				quoted := "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(marker) + "'"
+				js, _ := json.Marshal(marker)
+				inputs := []string{
+					key + "=" + marker, key + ": " + marker, strings.ToUpper(key) + "=" + quoted,
+					"Host=" + cfg.Host + ";" + key + "=" + marker + ";Database=app",
+					"Driver={x};Server=" + cfg.Host + ";" + key + "={" + strings.ReplaceAll(marker, "}", "}}") + "};Uid=u",
+					`{"host":"` + cfg.Host + `","port":` + cfg.Port + `,"` + key + `":` + string(js) + `}`,
+				}
+				switch rule.dialect {
+				case Postgres:
+					inputs = append(inputs,
+						"postgres://app@"+hp+"/app?"+key+"="+enc,
+						"postgres://app@"+hp+"/app?"+key+"="+enc+"&sslmode=bogus",
+						"postgres://app@"+hp+"/app?sslmode=bogus&"+key+"="+marker,
+						"postgres://app@"+hp+"/app?"+strings.ToUpper(key)+"="+enc)
+					if isKeyword(key) {
+						inputs = append(inputs, "host="+cfg.Host+" port="+cfg.Port+" "+key+"="+quoted,
+							"host = "+cfg.Host+" "+key+" = "+quoted+" sslmode = bogus")
+					}
+				case SQLite:
+					inputs = append(inputs, "file:app.db?"+key+"="+enc, "sqlite:///app.db?"+key+"="+enc+"&mode=bogus")
+				}
+				for i, in := range inputs {
+					c := secretgen.Case{Family: "rule " + key, Shape: fmt.Sprint(i), Secret: marker, Tokens: tokens,
+						Env: map[string]string{"DATABASE_URL": in}}
+					dir := filepath.Join(work, fmt.Sprintf("%s-%d-%d", key, mi, i))
+					require.NoError(t, os.MkdirAll(dir, 0o700))
+					checkSecretCase(t, c, runSecretCase(t, c, dir, i%3 == 0))
+				}
+			}
+		})
+	}
 }
