@@ -155,8 +155,9 @@ func cleanAfter(s string, i int, seps string) bool {
 }
 
 // boundaryAt reports whether, after blanks, s[i:] is the end of the text
-// or starts a new assignment of a key this package knows (in any case,
-// quoted or not), or of a key named like a secret.
+// or starts a new assignment of a key the rules table knows (in any case,
+// quoted or not). A key it does not know, even one named like a secret,
+// ends nothing: "pw&xkey=…" may be one password.
 func boundaryAt(s string, i int) bool {
 	i = skipBlanks(s, i)
 	if i >= len(s) {
@@ -173,7 +174,7 @@ func boundaryAt(s string, i int) bool {
 		i++
 	}
 	key := strings.ToLower(lenientDecode(s[ks:i]))
-	if _, ok := foldedRules[key]; !ok && !isSecretKey(key) {
+	if _, ok := foldedRules[key]; !ok {
 		return false
 	}
 	_, ok := assignedValue(s, ks, i)

@@ -131,6 +131,7 @@ func TestRedactInput(t *testing.T) {
 		{"postgres://h/db?password=ab\"x&sslmode=require", "postgres://h/db?password=xxxxx&sslmode=require"},
 		{"postgres://h/db?password=ab?x=y", "postgres://h/db?password=xxxxx"},
 		{"postgres://h/db?password=ab&cd&sslmode=x", "postgres://h/db?password=xxxxx&sslmode=x"},
+		{"postgres://h/db?password=ab&xkey=cd&sslmode=x", "postgres://h/db?password=xxxxx&sslmode=x"},
 		// Other secret-bearing keys (class 4).
 		{"postgres://h/db?sslpassword=a&PASSWORD=b&pwd=c&passwd=d&api_key=e&oauth_client_secret=f&scram_client_key=g",
 			"postgres://h/db?sslpassword=xxxxx&PASSWORD=xxxxx&pwd=xxxxx&passwd=xxxxx&api_key=xxxxx&oauth_client_secret=xxxxx&scram_client_key=xxxxx"},
