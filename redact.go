@@ -58,8 +58,14 @@ func maskSecrets(raw string) string {
 	if !strings.ContainsAny(raw, "=:@") {
 		return raw // no assignment, no user information
 	}
-	mask := make([]bool, len(raw))
+	var mask []bool // allocated on the first secret found
 	set := func(from, to int) {
+		if from >= to || from >= len(raw) {
+			return
+		}
+		if mask == nil {
+			mask = make([]bool, len(raw))
+		}
 		for i := from; i < to && i < len(raw); i++ {
 			mask[i] = true
 		}
@@ -118,7 +124,11 @@ func maskSecrets(raw string) string {
 		set(a[0], a[1])
 	}
 
+	if mask == nil {
+		return raw
+	}
 	var b strings.Builder
+	b.Grow(len(raw))
 	for i := 0; i < len(raw); {
 		if mask[i] {
 			b.WriteString(redactedMask)
@@ -131,6 +141,11 @@ func maskSecrets(raw string) string {
 		i++
 	}
 	return b.String()
+}
+
+// holdsSecret reports whether maskSecrets would mask part of s.
+func holdsSecret(s string) bool {
+	return strings.ContainsAny(s, "=:@") && maskSecrets(s) != s
 }
 
 // shorten cuts text for display to maxShownInput bytes, on a rune

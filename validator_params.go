@@ -301,7 +301,7 @@ func (v *validation) applyPGSetting(c *pgCore, key, val string) error {
 	case rename:
 		return v.translateParam(c, key, val, rule)
 	}
-	if rule.tool == "libpq" && !rule.secret && maskSecrets(val) != val {
+	if rule.tool == "libpq" && !rule.secret && holdsSecret(val) {
 		// "user=app;password=…" in a URL query is a user name to libpq:
 		// JDBC properties written with ';'. Printed as one, it would show
 		// the password.
@@ -339,7 +339,7 @@ func (v *validation) applyPGSetting(c *pgCore, key, val string) error {
 	if err != nil {
 		return err
 	}
-	c.set(key, val)
+	c.setRule(key, val, rule)
 	return nil
 }
 

@@ -108,7 +108,7 @@ func sqliteTarget(path string, memory bool, params map[string]string) Target {
 	}
 	var public, secret map[string]string
 	for k, val := range params {
-		public, secret = putParam(public, secret, k, val)
+		public, secret = putParam(public, secret, k, val, isSecretKey(k))
 	}
 	return Target{Dialect: SQLite, Path: path, Memory: memory, Params: public, secrets: newSecretSet("", false, secret)}
 }

@@ -20,14 +20,45 @@ type pgCore struct {
 // set records a parameter, creating the map on first use; a secret-valued
 // one goes to c.secret, never to c.params.
 func (c *pgCore) set(k, val string) {
-	c.params, c.secret = putParam(c.params, c.secret, k, val)
+	c.params, c.secret = putParam(c.params, c.secret, k, val, isSecretKey(k))
+}
+
+// setRule is set for a key whose rule the caller holds.
+func (c *pgCore) setRule(k, val string, rule paramRule) {
+	c.params, c.secret = putParam(c.params, c.secret, k, val, rule.secret)
+}
+
+// oneHostTarget and fewHostsTarget let a Target's secret set and its
+// hosts share one allocation. Nothing reaches the set through the host
+// slice, whose capacity ends at the last host.
+type oneHostTarget struct {
+	secrets secretSet
+	hosts   [1]Host
+}
+
+type fewHostsTarget struct {
+	secrets secretSet
+	hosts   [4]Host
+}
+
+// coreSettings counts the settings that go to a Target's fields rather
+// than its parameters, to size the parameter map once.
+func coreSettings(settings []setting) int {
+	n := 0
+	for _, s := range settings {
+		switch s.key {
+		case "host", "hostaddr", "port", "dbname", "database", "user", "password":
+			n++
+		}
+	}
+	return n
 }
 
 // putParam records k=val in params, or in secret when k names a secret
-// or val reads like it holds one ("-c app.token=…" in options),
-// creating the map on first use.
-func putParam(params, secret map[string]string, k, val string) (map[string]string, map[string]string) {
-	if isSecretKey(k) || maskSecrets(val) != val {
+// (secretKey, from isSecretKey or the key's rule) or val reads like it
+// holds one ("-c app.token=…" in options), creating the map on first use.
+func putParam(params, secret map[string]string, k, val string, secretKey bool) (map[string]string, map[string]string) {
+	if secretKey || holdsSecret(val) {
 		if secret == nil {
 			secret = make(map[string]string, 1)
 		}
@@ -46,6 +77,9 @@ func putParam(params, secret map[string]string, k, val string) (map[string]strin
 // Target with its canonical DSN. origin names the form for messages.
 func (v *validation) buildPostgres(settings []setting, origin string) (Target, error) {
 	c := pgCore{}
+	if n := len(settings) - coreSettings(settings); n > 0 {
+		c.params = make(map[string]string, n)
+	}
 	for _, s := range settings {
 		if err := v.applyPGSetting(&c, s.key, s.value); err != nil {
 			return Target{}, err
@@ -102,8 +136,20 @@ func (v *validation) buildPostgres(settings []setting, origin string) (Target, e
 			fmt.Sprintf("%d ports were given for %d hosts", len(ports), len(hosts)),
 			"give one port for all hosts, or exactly one per host")
 	}
-	t := Target{Dialect: Postgres, Database: c.dbname, User: c.user,
-		secrets: newSecretSet(c.password, c.hasPassword, c.secret), Hosts: make([]Host, 0, len(hosts))}
+	t := Target{Dialect: Postgres, Database: c.dbname, User: c.user}
+	secrets := secretSet{password: c.password, hasPass: c.hasPassword, params: c.secret}
+	switch hasSecrets := c.hasPassword || len(c.secret) > 0; {
+	case hasSecrets && len(hosts) == 1:
+		// The usual targets, with a password and a few hosts: their
+		// secrets and hosts share one allocation.
+		st := &oneHostTarget{secrets: secrets}
+		t.secrets, t.Hosts = &st.secrets, st.hosts[:0:1]
+	case hasSecrets && len(hosts) <= 4:
+		st := &fewHostsTarget{secrets: secrets}
+		t.secrets, t.Hosts = &st.secrets, st.hosts[:0:len(hosts)]
+	default:
+		t.secrets, t.Hosts = newSecretSet(c.password, c.hasPassword, c.secret), make([]Host, 0, len(hosts))
+	}
 	for i, h := range hosts {
 		raw := ""
 		switch len(ports) {

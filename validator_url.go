@@ -401,7 +401,7 @@ func reservedIn(s string) string {
 // unescaped '=' inside a value (the first '=' separates) and skips empty
 // pairs, noting both.
 func (v *validation) parseQuery(q string) ([]setting, []string, error) {
-	out := make([]setting, 0, 4)
+	out := make([]setting, 0, strings.Count(q, "&")+1)
 	var notes []string
 	for rest, more := q, true; more; {
 		var pair string
@@ -438,7 +438,7 @@ func (v *validation) parseQuery(q string) ([]setting, []string, error) {
 		if strings.IndexByte(rawVal, '=') >= 0 {
 			notes = append(notes, "percent-encoded an '=' inside a query parameter value")
 		}
-		if len(out) > 0 && isSecretKey(out[len(out)-1].key) && !isKnownParam(key) {
+		if len(out) > 0 && !isKnownParam(key) && isSecretKey(out[len(out)-1].key) {
 			return nil, nil, v.fail(CodeAmbiguous,
 				"an unknown parameter follows the password parameter: the password may hold an unescaped '&'",
 				"percent-encode the password's '&' as %26 (and '=' as %3D), or move the password parameter last")
