@@ -259,7 +259,7 @@ func (v *validation) clean(s string) (string, error) {
 	if err := v.checkPasted(s); err != nil {
 		return "", err
 	}
-	if s[0] == '{' {
+	if isJSONObject(s) {
 		return s, nil // a JSON secret: line breaks are JSON whitespace; jsonSecret checks the rest
 	}
 	quoted := s
@@ -271,7 +271,7 @@ func (v *validation) clean(s string) (string, error) {
 		return "", v.fail(CodeEmpty, "the value is an empty pair of quotes",
 			"set it to a database URL, or unset it to use SQLite")
 	}
-	if s[0] == '{' {
+	if isJSONObject(s) {
 		return s, nil // a JSON secret: line breaks are JSON whitespace; jsonSecret checks the rest
 	}
 	control := false
@@ -355,7 +355,7 @@ func quoteName(c byte) string {
 
 // classify dispatches on the form of s: URL scheme, keyword/value or path.
 func (v *validation) classify(s string) (Target, error) {
-	if s[0] == '{' {
+	if isJSONObject(s) {
 		return v.jsonSecret(s)
 	}
 	if name, ok := variableReference(s); ok {
@@ -613,6 +613,10 @@ func (v *validation) checkTemplates(s string) error {
 	}
 	return nil
 }
+
+// isJSONObject reports a value that starts like a JSON object: '{', but
+// not a "{{ … }}" template.
+func isJSONObject(s string) bool { return s != "" && s[0] == '{' && !strings.HasPrefix(s, "{{") }
 
 // variableReference reports a whole value that is a reference to a
 // variable in a shell, Makefile or Windows form: $NAME, $(NAME), %NAME%

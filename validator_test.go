@@ -479,3 +479,12 @@ func TestValidateParamsInDatabaseName(t *testing.T) {
 		assert.NoError(t, err, "a name with '&' or ';' but no name=value is still a name: %s", in)
 	}
 }
+
+// TestValidateTemplateNotJSON: a whole-value Helm or Jinja template starts
+// with '{' but is a placeholder, not a JSON secret.
+func TestValidateTemplateNotJSON(t *testing.T) {
+	for _, in := range []string{"{{ .Values.databaseUrl }}", "{{DATABASE_URL}}", "'{{ secrets.DB }}'"} {
+		_, err := Validate(in)
+		assert.ErrorIs(t, err, ErrPlaceholder, in)
+	}
+}
