@@ -73,10 +73,10 @@ func buildPostgresURL(t Target, redact bool) string {
 
 const redactedMask = "xxxxx"
 
-// writeQuery appends "?k=v&…" for the parameters of t, its secret ones and
-// extra (which wins over t.Params), keys sorted. When redact is set, the
-// value of every secret parameter, and of any key named like a secret, is
-// the mask.
+// writeQuery appends "?k=v&…" for the parameters of t and extra (which
+// wins over t.Params), keys sorted, then its secret ones, keys sorted.
+// When redact is set, the value of every secret parameter, and of any key
+// named like a secret, is the mask.
 func writeQuery(b *strings.Builder, t Target, extra map[string]string, redact bool) {
 	var secret map[string]string
 	if t.secrets != nil {
@@ -95,6 +95,8 @@ func writeQuery(b *strings.Builder, t Target, extra map[string]string, redact bo
 	for k := range extra {
 		keys = append(keys, k)
 	}
+	slices.Sort(keys)
+	public := len(keys)
 	for k := range secret {
 		_, dup1 := t.Params[k]
 		_, dup2 := extra[k]
@@ -102,7 +104,7 @@ func writeQuery(b *strings.Builder, t Target, extra map[string]string, redact bo
 			keys = append(keys, k)
 		}
 	}
-	slices.Sort(keys)
+	slices.Sort(keys[public:]) // secrets last: no unknown key follows one (see parseQuery)
 	for i, k := range keys {
 		if i == 0 {
 			b.WriteByte('?')

@@ -438,7 +438,10 @@ func (v *validation) parseQuery(q string) ([]setting, []string, error) {
 		if strings.IndexByte(rawVal, '=') >= 0 {
 			notes = append(notes, "percent-encoded an '=' inside a query parameter value")
 		}
-		if len(out) > 0 && !isKnownParam(key) && isSecretKey(out[len(out)-1].key) {
+		// A raw '&' may have split a secret: an unknown key after a secret
+		// one is rejected, unless it names a secret too (then both are
+		// masked however it reads; the DSN writer puts secrets last).
+		if len(out) > 0 && !isKnownParam(key) && !isSecretKey(key) && isSecretKey(out[len(out)-1].key) {
 			return nil, nil, v.fail(CodeAmbiguous,
 				"an unknown parameter follows the password parameter: the password may hold an unescaped '&'",
 				"percent-encode the password's '&' as %26 (and '=' as %3D), or move the password parameter last")
