@@ -48,11 +48,8 @@ func secretAssignments(s string) [][2]int {
 			i++
 		}
 		ke := i
-		if !isSecretKey(lenientDecode(s[ks:ke])) {
-			continue
-		}
-		v, ok := assignedValue(s, ks, ke)
-		if !ok {
+		v, ok := assignedValue(s, ks, ke) // cheaper than isSecretKey: most runs are values
+		if !ok || !isSecretKey(lenientDecode(s[ks:ke])) {
 			continue
 		}
 		end := secretValueEnd(s, v, contextBefore(s, ks))

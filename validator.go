@@ -446,7 +446,7 @@ func (v *validation) bare(s string) (Target, error) {
 		path, query, _ := strings.Cut(s, "?")
 		return v.sqlitePath(path, query)
 	}
-	if strings.ContainsAny(s, " ") {
+	if strings.IndexByte(s, ' ') >= 0 {
 		return Target{}, v.fail(CodeSpace, "the value contains a space and is not a keyword/value string",
 			"percent-encode spaces as %20, or use libpq's keyword/value form: host=… dbname=…")
 	}

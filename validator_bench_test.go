@@ -74,8 +74,10 @@ func BenchmarkParse(b *testing.B) {
 	b.Run("url.Parse", func(b *testing.B) { benchNetURL(b, benchURLs) })
 }
 
-// BenchmarkParseMix runs Validate, pgconn.ParseConfig and net/url.Parse
-// on each mix: one op parses every URL of the mix once. The benchmark
+// BenchmarkParseMix runs Validate, pgconn.ParseConfig, net/url.Parse
+// alone (the floor: it leaves the query unparsed) and net/url.Parse with
+// the query split into parameters on each mix: one op parses every URL of
+// the mix once. The benchmark
 // names (mix=…/parser=…) let benchstat compare parsers with -col /parser
 // and two builds of the library on the same names. It uses no API newer
 // than commit 810d129, so the same file measures the code before issue 9.
@@ -85,38 +87,54 @@ func BenchmarkParseMix(b *testing.B) {
 		b.Run("mix="+mix.name+"/parser=Validate", func(b *testing.B) { benchValidate(b, mix.urls) })
 		b.Run("mix="+mix.name+"/parser=pgconn", func(b *testing.B) { benchPgconn(b, mix.urls) })
 		b.Run("mix="+mix.name+"/parser=net-url", func(b *testing.B) { benchNetURL(b, mix.urls) })
+		b.Run("mix="+mix.name+"/parser=net-url+query", func(b *testing.B) { benchNetURLQuery(b, mix.urls) })
+	}
+}
+
+// benchLoop runs parse on every URL once per op and reports, besides
+// wall time, the CPU time per op of the benchmark's thread (cpu-ns/op):
+// on a shared machine it does not count the time spent waiting for a core.
+func benchLoop(b *testing.B, urls []string, parse func(string) error) {
+	b.ReportAllocs()
+	defer lockThread()()
+	start, n := threadCPU(), 0
+	for b.Loop() {
+		for _, u := range urls {
+			if err := parse(u); err != nil {
+				b.Fatal(err)
+			}
+		}
+		n++
+	}
+	if cpu := threadCPU() - start; cpu > 0 && n > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/op")
 	}
 }
 
 func benchValidate(b *testing.B, urls []string) {
-	b.ReportAllocs()
-	for b.Loop() {
-		for _, u := range urls {
-			if _, err := Validate(u); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	benchLoop(b, urls, func(u string) error { _, err := Validate(u); return err })
 }
 
 func benchPgconn(b *testing.B, urls []string) {
-	b.ReportAllocs()
-	for b.Loop() {
-		for _, u := range urls {
-			if _, err := pgconn.ParseConfig(u); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	benchLoop(b, urls, func(u string) error { _, err := pgconn.ParseConfig(u); return err })
 }
 
 func benchNetURL(b *testing.B, urls []string) {
-	b.ReportAllocs()
-	for b.Loop() {
-		for _, u := range urls {
-			if _, err := url.Parse(u); err != nil {
-				b.Fatal(err)
-			}
+	benchLoop(b, urls, func(u string) error { _, err := url.Parse(u); return err })
+}
+
+// benchNetURLQuery is net/url doing the work Validate does at least:
+// parse the URL, split the query into parameters, read the password and
+// the port.
+func benchNetURLQuery(b *testing.B, urls []string) {
+	benchLoop(b, urls, func(s string) error {
+		u, err := url.Parse(s)
+		if err != nil {
+			return err
 		}
-	}
+		_ = u.Query()
+		_, _ = u.User.Password()
+		_ = u.Port()
+		return nil
+	})
 }

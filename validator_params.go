@@ -290,6 +290,35 @@ func isSecretKey(k string) bool {
 // or dropped with a note, values are checked, and keys without a rule are
 // kept as server run-time parameters.
 func (v *validation) applyPGSetting(c *pgCore, key, val string) error {
+	// The parts of the connection go to their own fields; their rules (in
+	// the table) only say they are libpq's, and which one is secret.
+	switch key {
+	case "password":
+		// An empty password is no password, as in libpq and pgx (which
+		// then look in the password file).
+		c.password, c.hasPassword = val, val != ""
+		return nil
+	case "host", "hostaddr", "port", "dbname", "user":
+		// A port must be digits and a host a host name or address (see
+		// checkHost): only a name, a user or a socket directory can carry
+		// a secret through.
+		if (key == "dbname" || key == "user" || strings.HasPrefix(val, "/")) && holdsSecret(val) {
+			return v.settingHoldsSecret(key)
+		}
+		switch key {
+		case "host":
+			c.host, c.hasHost = val, val != ""
+		case "hostaddr":
+			c.hostaddr, c.hasHostaddr = val, val != ""
+		case "port":
+			c.port, c.hasPort = val, val != ""
+		case "dbname":
+			c.dbname = val
+		case "user":
+			c.user = val
+		}
+		return nil
+	}
 	rule, known := ruleFor(key, Postgres)
 	if !known {
 		c.set(key, val)
@@ -301,34 +330,10 @@ func (v *validation) applyPGSetting(c *pgCore, key, val string) error {
 	case rename:
 		return v.translateParam(c, key, val, rule)
 	}
-	if rule.tool == "libpq" && !rule.secret && holdsSecret(val) {
-		// "user=app;password=…" in a URL query is a user name to libpq:
-		// JDBC properties written with ';'. Printed as one, it would show
-		// the password.
-		return v.fail(CodeBadParam, fmt.Sprintf("the %s setting holds what reads like a secret (name=value after ';', or user:password@)", key),
-			"give each setting its own ?name=value, joined with '&'; percent-encode ';', ':' and '@' inside a value")
+	if rule.tool == "libpq" && !rule.secret && rule.values == nil && !rule.count && holdsSecret(val) {
+		return v.settingHoldsSecret(key)
 	}
 	switch key {
-	case "host":
-		c.host, c.hasHost = val, val != ""
-		return nil
-	case "hostaddr":
-		c.hostaddr, c.hasHostaddr = val, val != ""
-		return nil
-	case "port":
-		c.port, c.hasPort = val, val != ""
-		return nil
-	case "dbname":
-		c.dbname = val
-		return nil
-	case "user":
-		c.user = val
-		return nil
-	case "password":
-		// An empty password is no password, as in libpq and pgx (which
-		// then look in the password file).
-		c.password, c.hasPassword = val, val != ""
-		return nil
 	case "require_auth":
 		if !validRequireAuth(val) {
 			return v.fail(CodeBadParam, "require_auth lists an unknown authentication method",
@@ -341,6 +346,15 @@ func (v *validation) applyPGSetting(c *pgCore, key, val string) error {
 	}
 	c.setRule(key, val, rule)
 	return nil
+}
+
+// settingHoldsSecret rejects a libpq setting whose value reads like it
+// holds a secret: "user=app;password=…" in a URL query is a user name to
+// libpq (JDBC properties written with ';'); printed as one, it would show
+// the password.
+func (v *validation) settingHoldsSecret(key string) error {
+	return v.fail(CodeBadParam, fmt.Sprintf("the %s setting holds what reads like a secret (name=value after ';', or user:password@)", key),
+		"give each setting its own ?name=value, joined with '&'; percent-encode ';', ':' and '@' inside a value")
 }
 
 // checkValue checks a value against its rule and returns it canonical

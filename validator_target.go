@@ -23,8 +23,16 @@ func (c *pgCore) set(k, val string) {
 	c.params, c.secret = putParam(c.params, c.secret, k, val, isSecretKey(k))
 }
 
-// setRule is set for a key whose rule the caller holds.
+// setRule is set for a key whose rule the caller holds. A value the rule
+// checked (one of its values, a count) holds no secret.
 func (c *pgCore) setRule(k, val string, rule paramRule) {
+	if rule.values != nil || rule.count {
+		if c.params == nil {
+			c.params = make(map[string]string, 4)
+		}
+		c.params[k] = val
+		return
+	}
 	c.params, c.secret = putParam(c.params, c.secret, k, val, rule.secret)
 }
 

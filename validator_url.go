@@ -144,6 +144,9 @@ func (v *validation) postgresURL(rest string) (Target, error) {
 // ";name=": parameters whose '?' was forgotten, or JDBC's ';' properties.
 // Read as a name, they would carry a password into every printed form.
 func holdsParams(db string) bool {
+	if strings.IndexByte(db, '&') < 0 && strings.IndexByte(db, ';') < 0 {
+		return false
+	}
 	for i := strings.IndexAny(db, "&;"); i >= 0; {
 		j := i + 1
 		for j < len(db) && keyChar(db[j]) {
@@ -182,8 +185,9 @@ func laterReading(rest string, split int) bool {
 // libpqSplit finds the user information the way libpq does: up to the first
 // '@' that comes before any '/'.
 func libpqSplit(rest string) (userinfo string, ok bool, after string) {
-	if i := strings.IndexAny(rest, "@/"); i >= 0 && rest[i] == '@' {
-		return rest[:i], true, rest[i+1:]
+	at, slash := strings.IndexByte(rest, '@'), strings.IndexByte(rest, '/')
+	if at >= 0 && (slash < 0 || at < slash) {
+		return rest[:at], true, rest[at+1:]
 	}
 	return "", false, rest
 }
@@ -198,7 +202,7 @@ func (v *validation) parseURLParts(userinfo string, hasUserinfo bool, after stri
 
 	if hasUserinfo {
 		rawUser, rawPass, hasPass := strings.Cut(userinfo, ":")
-		if strings.ContainsAny(rawUser, "/?") {
+		if strings.IndexByte(rawUser, '/') >= 0 || strings.IndexByte(rawUser, '?') >= 0 {
 			p.userPlausible = false
 		}
 		if rawUser != "" {
@@ -385,7 +389,14 @@ func isAllDigits(s string) bool {
 
 // reservedIn lists the URL-reserved characters that appear raw in s.
 func reservedIn(s string) string {
-	if !strings.ContainsAny(s, "@#/?:[]") {
+	any := false
+	for i := 0; i < len(s) && !any; i++ {
+		switch s[i] {
+		case '@', '#', '/', '?', ':', '[', ']':
+			any = true
+		}
+	}
+	if !any {
 		return ""
 	}
 	var found []string
