@@ -208,10 +208,13 @@ func Validate(raw string) (Target, error) {
 // validation carries the state of one Validate call: the original input (for
 // redacted error context) and the notes collected so far.
 type validation struct {
-	raw         string
-	notes       []string
-	scheme3     bool   // the scheme was sqlite3 (Rails' spelling)
-	checkedHost string // the last host checkHost accepted, to skip re-checks
+	raw     string
+	notes   []string
+	scheme3 bool // the scheme was sqlite3 (Rails' spelling)
+	// checkedHosts caches the first hosts checkHost accepted, so that the
+	// URL's hosts are not checked again when the target is built.
+	checkedHosts [8]string
+	nChecked     int
 
 	templateChars bool // the cleaned value holds '$', '{' or '<'
 }

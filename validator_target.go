@@ -3,6 +3,7 @@ package dbfallback
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -219,7 +220,7 @@ func (v *validation) parsePort(raw string) (uint16, error) {
 // checkHost validates one host. An empty name is libpq's default local
 // socket; the caller rejects empty entries in a list of several hosts.
 func (v *validation) checkHost(host string) error {
-	if host == "" || host == v.checkedHost {
+	if host == "" || slices.Contains(v.checkedHosts[:v.nChecked], host) {
 		return nil
 	}
 	if componentPlaceholder(host) {
@@ -235,7 +236,10 @@ func (v *validation) checkHost(host string) error {
 		}
 		return v.fail(CodeBadHost, "the host is not a valid host name or address", hint)
 	}
-	v.checkedHost = host
+	if v.nChecked < len(v.checkedHosts) {
+		v.checkedHosts[v.nChecked] = host
+		v.nChecked++
+	}
 	return nil
 }
 

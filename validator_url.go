@@ -194,8 +194,8 @@ func libpqSplit(rest string) (userinfo string, ok bool, after string) {
 
 // parseURLParts reads user information and "hosts[/db][?query]" into
 // settings. Its notes are returned, not recorded, for the caller to keep if
-// it chooses this reading; the only state it touches is v.checkedHost, a
-// cache of the last host that passed checkHost.
+// it chooses this reading; the only state it touches is v.checkedHosts, a
+// cache of the hosts that passed checkHost.
 func (v *validation) parseURLParts(userinfo string, hasUserinfo bool, after string, buf []setting) (urlParts, error) {
 	p := urlParts{userPlausible: true, settings: buf[:0]}
 	add := func(k, val string) { p.settings = append(p.settings, setting{k, val}) }
