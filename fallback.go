@@ -277,7 +277,7 @@ func openTarget(ctx context.Context, o *options, r Resolution, t Target) (*engin
 	case Postgres:
 		return openPostgres(ctx, o, r, t, connectTimeout(o, r, t))
 	case SQLite:
-		return openSQLiteFile(ctx, o, t)
+		return openSQLiteBounded(ctx, o, t)
 	}
 	return nil, permanent(fmt.Errorf("unknown dialect %q", t.Dialect))
 }

@@ -21,6 +21,9 @@ func TestMain(m *testing.M) {
 	case os.Getenv(openChildEnv) != "":
 		openChild()
 		return
+	case os.Getenv(attackChildEnv) != "":
+		attackChild()
+		return
 	}
 	code := m.Run()
 	if childPath != "" {

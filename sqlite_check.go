@@ -8,6 +8,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/mattn/go-sqlite3"
 )
@@ -99,7 +100,7 @@ func moveDamaged(ctx context.Context, o *options, t Target, damage error) (strin
 // writes nothing. Only damage matters: other errors (no file yet, a hot
 // journal a reader cannot roll back) are for the pool to meet.
 func probeReadOnly(ctx context.Context, t Target) error {
-	db, err := sql.Open("sqlite3", readOnlyDSN(t, "_busy_timeout=5000"))
+	db, err := sql.Open("sqlite3", readOnlyDSN(t, busyWithin(ctx, 5*time.Second)))
 	if err != nil {
 		return err
 	}

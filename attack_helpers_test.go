@@ -1,0 +1,252 @@
+package dbfallback
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// attack_helpers_test.go holds what the attack_*_test.go files share: an
+// isolated set of SQLite locations, a second process that holds a SQLite
+// file or opens one, and byte-for-byte digests of a directory.
+
+// attackChildEnv makes the test binary act as the second process of an
+// attack (see attackChild) instead of running tests.
+const attackChildEnv = "DBFALLBACK_ATTACK_CHILD"
+
+// attackRequest is what the parent asks the second process to do.
+type attackRequest struct {
+	// Op is "lock" (hold path locked until stdin closes) or "open" (Open
+	// with SQLiteOnly on path, insert the process id into table who, print
+	// the outcome as JSON, hold the database until stdin closes).
+	Op   string `json:"op"`
+	Path string `json:"path"`
+	// Journal is the journal mode for "lock": "DELETE" (a rollback
+	// journal: BEGIN EXCLUSIVE keeps every reader out) or "WAL" with
+	// locking_mode=EXCLUSIVE.
+	Journal string `json:"journal,omitempty"`
+	// Now fixes the clock that names moved-aside files, for "open".
+	Now time.Time `json:"now,omitzero"`
+}
+
+// attackOutcome is what an "open" child prints.
+type attackOutcome struct {
+	Target string `json:"target"`
+	Reason string `json:"reason"`
+	Err    string `json:"err"`
+}
+
+// attackChild runs in the second process. It reports readiness with one
+// line on stdout and waits for stdin to close before letting go.
+func attackChild() {
+	var req attackRequest
+	if err := json.Unmarshal([]byte(os.Getenv(attackChildEnv)), &req); err != nil {
+		fmt.Println("bad request:", err)
+		os.Exit(2)
+	}
+	switch req.Op {
+	case "lock":
+		db, err := sql.Open("sqlite3", "file:"+req.Path+"?_journal_mode="+req.Journal)
+		if err != nil {
+			fmt.Println("open:", err)
+			os.Exit(1)
+		}
+		db.SetMaxOpenConns(1)
+		stmts := []string{"CREATE TABLE IF NOT EXISTS held (n INTEGER)"}
+		if req.Journal == "WAL" {
+			stmts = append(stmts, "PRAGMA locking_mode=EXCLUSIVE")
+		}
+		stmts = append(stmts, "BEGIN EXCLUSIVE", "INSERT INTO held VALUES (1)")
+		for _, s := range stmts {
+			if _, err := db.Exec(s); err != nil {
+				fmt.Println(s+":", err)
+				os.Exit(1)
+			}
+		}
+		fmt.Println("locked")
+		io.Copy(io.Discard, os.Stdin)
+		db.Exec("ROLLBACK")
+		db.Close()
+	case "open":
+		opts := []Option{WithSQLitePath(req.Path), WithStrategy(SQLiteOnly), WithLookupEnv(attackLookup(nil))}
+		if !req.Now.IsZero() {
+			opts = append(opts, withNow(func() time.Time { return req.Now }))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		db, err := Open(ctx, opts...)
+		var out attackOutcome
+		if err != nil {
+			out.Err = err.Error()
+		} else {
+			out.Target, out.Reason = db.Target().Path, db.Reason()
+			defer db.Close()
+			for _, q := range []string{"CREATE TABLE IF NOT EXISTS who (pid INTEGER)", fmt.Sprintf("INSERT INTO who VALUES (%d)", os.Getpid())} {
+				if _, err := db.ExecContext(ctx, q); err != nil {
+					out.Err = err.Error()
+				}
+			}
+		}
+		json.NewEncoder(os.Stdout).Encode(out)
+		io.Copy(io.Discard, os.Stdin)
+	default:
+		fmt.Println("unknown op", req.Op)
+		os.Exit(2)
+	}
+}
+
+// attackProcess is a running second process.
+type attackProcess struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	first string // its first line of output
+}
+
+// startAttackChild starts the second process and waits for its first line.
+func startAttackChild(t *testing.T, req attackRequest) *attackProcess {
+	t.Helper()
+	data, err := json.Marshal(req)
+	require.NoError(t, err)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), attackChildEnv+"="+string(data))
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	p := &attackProcess{cmd: cmd, stdin: stdin}
+	t.Cleanup(p.stop)
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err, "the second process said nothing")
+	p.first = strings.TrimSpace(line)
+	return p
+}
+
+// stop lets the second process go and waits for it.
+func (p *attackProcess) stop() {
+	if p.stdin != nil {
+		p.stdin.Close()
+		p.stdin = nil
+		p.cmd.Wait()
+	}
+}
+
+// attackLookup is a WithLookupEnv function over vars alone: nothing from
+// the real environment reaches Open.
+func attackLookup(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := vars[k]
+		return v, ok
+	}
+}
+
+// attackDirs isolates every automatic SQLite location of a test: the
+// working directory (./data) and TMPDIR are new temporary directories,
+// /data does not exist. It returns the working directory and TMPDIR.
+type attackDirs struct {
+	work, tmp string
+	vars      map[string]string
+}
+
+func isolateAttack(t *testing.T) *attackDirs {
+	t.Helper()
+	d := &attackDirs{work: t.TempDir(), tmp: t.TempDir()}
+	t.Chdir(d.work)
+	d.vars = map[string]string{"TMPDIR": d.tmp}
+	return d
+}
+
+// opts returns the options that keep Open inside the test's directories,
+// with extra variables (SQLITE_PATH, DATABASE_URL, …).
+func (d *attackDirs) opts(vars map[string]string, more ...Option) []Option {
+	all := map[string]string{}
+	for k, v := range d.vars {
+		all[k] = v
+	}
+	for k, v := range vars {
+		all[k] = v
+	}
+	return append([]Option{WithLookupEnv(attackLookup(all)), withDataDir(filepath.Join(d.work, "no-data-mount"))}, more...)
+}
+
+// treeDigest maps every entry under dir (relative name) to its type and,
+// for regular files, the SHA-256 of its bytes; symbolic links to their
+// target. It never opens anything but regular files.
+func treeDigest(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		switch {
+		case e.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			out[rel] = "symlink " + target
+			return err
+		case e.Type().IsRegular():
+			data, err := os.ReadFile(p)
+			sum := sha256.Sum256(data)
+			out[rel] = "file " + hex.EncodeToString(sum[:])
+			return err
+		default:
+			out[rel] = "type " + e.Type().String()
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	return out
+}
+
+// fileDigest is the SHA-256 of one file's bytes.
+func fileDigest(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// makeSQLite creates a SQLite database at path in the given journal mode
+// with the statements run, and closes it.
+func makeSQLite(t *testing.T, path, journal string, stmts ...string) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode="+journal)
+	require.NoError(t, err)
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	for _, s := range stmts {
+		_, err := db.Exec(s)
+		require.NoError(t, err, s)
+	}
+}
+
+// namesIn lists the names in dir, sorted.
+func namesIn(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	sort.Strings(out)
+	return out
+}
