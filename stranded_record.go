@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -34,11 +36,31 @@ type strandedRecord struct {
 
 func (r *strandedRecord) open() bool { return r != nil && r.MergedAt == nil }
 
+// maxRecordSize bounds the record read: a real one is a few hundred bytes
+// per table.
+const maxRecordSize = 1 << 20
+
+// readStrandedRecord reads the record next to path; nil when there is
+// none. Whatever is there is only read, and only when it is a regular file
+// (opened without blocking: a named pipe there must not hold Open).
 func readStrandedRecord(path string) (*strandedRecord, error) {
-	data, err := os.ReadFile(path + strandedSuffix)
+	name := path + strandedSuffix
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is %s, not a dbfallback record; it was left untouched", name, modeName(st.Mode()))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxRecordSize))
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +157,7 @@ func countStranded(ctx context.Context, path string) (s Stranded, ok bool, err e
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return s, false, nil // the database was deleted: nothing left to report
 	}
-	db, err := sql.Open("sqlite3", readOnlyDSN(sqliteTarget(path, false, nil), "_busy_timeout=5000"))
+	db, err := sql.Open("sqlite3", readOnlyDSN(sqliteTarget(path, false, nil), busyWithin(ctx, 5*time.Second)))
 	if err != nil {
 		return s, false, err
 	}
