@@ -19,7 +19,9 @@ import (
 //
 // The rules, in order:
 //   - a directory, named pipe (FIFO), socket or device is never opened as a
-//     database, and is opened by the probes only without blocking;
+//     database, and is opened by the probes only without blocking; nor is
+//     a location where SQLite's -wal, -journal or -shm is one (or a
+//     symbolic link), nor a symbolic link to nothing;
 //   - a missing or empty file becomes a new database;
 //   - a regular file that does not start with SQLite's 16-byte magic is
 //     someone else's file (a mistyped SQLITE_PATH naming go.mod): it is
@@ -81,7 +83,14 @@ func inspectSQLiteFile(ctx context.Context, path string) (fileState, error) {
 func inspectFile(path string) (fileState, error) {
 	st, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-		return fileState{kind: fileNew}, nil
+		// A symbolic link to nothing points somewhere on purpose (a volume
+		// not mounted yet, say): a database created through it would land
+		// where nobody looks for it.
+		if lst, err := os.Lstat(path); err == nil && lst.Mode()&fs.ModeSymlink != 0 {
+			target, _ := os.Readlink(path)
+			return fileState{kind: fileSpecial, why: fmt.Sprintf("is a symbolic link to %s, which does not exist; it was left untouched", target)}, nil
+		}
+		return sideFilesState(path, fileState{kind: fileNew}), nil
 	}
 	if err != nil {
 		return fileState{}, unwrapPathError(err)
@@ -89,8 +98,14 @@ func inspectFile(path string) (fileState, error) {
 	if why := specialKind(st.Mode()); why != "" {
 		return fileState{kind: fileSpecial, why: why, info: st}, nil
 	}
+	// SQLite follows a symbolic link and keeps its -wal, -journal and -shm
+	// beside the file the link names.
+	real := path
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		real = r
+	}
 	if st.Size() == 0 {
-		return fileState{kind: fileNew, info: st}, nil
+		return sideFilesState(real, fileState{kind: fileNew, info: st}), nil
 	}
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
@@ -105,7 +120,7 @@ func inspectFile(path string) (fileState, error) {
 		return fileState{kind: fileSpecial, why: why, info: st}, nil
 	}
 	if st.Size() == 0 {
-		return fileState{kind: fileNew, info: st}, nil
+		return sideFilesState(real, fileState{kind: fileNew, info: st}), nil
 	}
 	var hdr [100]byte
 	n, err := io.ReadFull(f, hdr[:])
@@ -113,13 +128,53 @@ func inspectFile(path string) (fileState, error) {
 		return fileState{}, fmt.Errorf("cannot be read: %w", err)
 	}
 	s := classifyHeader(hdr[:n], st.Size(), func(suffix string) int64 {
-		if st, err := os.Stat(path + suffix); err == nil && st.Mode().IsRegular() {
+		if st, err := os.Lstat(real + suffix); err == nil && st.Mode().IsRegular() {
 			return st.Size()
 		}
 		return 0
 	})
 	s.info = st
-	return s, nil
+	if s.kind == fileForeign {
+		return s, nil // left untouched whatever is beside it
+	}
+	return sideFilesState(real, s), nil
+}
+
+// sqliteSideFiles are the files SQLite opens, creates or deletes beside a
+// database.
+var sqliteSideFiles = []string{"-wal", "-journal", "-shm"}
+
+// sideFilesState returns s, or a fileSpecial state when SQLite would open
+// (or delete) something beside the database at path that is not a regular
+// file: a named pipe there blocks SQLite's open forever, a link would
+// have SQLite write through it.
+func sideFilesState(path string, s fileState) fileState {
+	for _, suffix := range sqliteSideFiles {
+		st, err := os.Lstat(path + suffix)
+		if err != nil || st.Mode().IsRegular() {
+			continue
+		}
+		return fileState{kind: fileSpecial, info: s.info,
+			why: fmt.Sprintf("has %s%s beside it, which is %s, not SQLite's %s file; SQLite would open it with the database, so it was left untouched", path, suffix, modeName(st.Mode()), suffix)}
+	}
+	return s
+}
+
+// modeName names the kind of a file that is not a regular file.
+func modeName(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a regular file"
 }
 
 // specialKind names a file that must never be opened as a database; ""
