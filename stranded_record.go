@@ -2,7 +2,9 @@ package dbfallback
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -30,6 +33,10 @@ type strandedRecord struct {
 	Marks map[string]int64 `json:"rowid_marks"`
 	// Counts holds, per table without a rowid, its row count then.
 	Counts map[string]int64 `json:"row_counts,omitempty"`
+	// Last holds, per table with a rowid and rows, a digest of the row at
+	// its mark: that row deleted or changed means rowids at or below the
+	// mark may have been given to new rows (see rowDigest).
+	Last map[string]string `json:"last_row_digests,omitempty"`
 	// MergedAt ends the period: set by MarkMerged.
 	MergedAt *time.Time `json:"merged_at,omitempty"`
 }
@@ -97,8 +104,9 @@ func writeStrandedRecord(path string, rec *strandedRecord) error {
 }
 
 // recordFallbackStart starts a fallback period for the SQLite file db uses,
-// unless one is open: it notes the time and each table's largest rowid.
-// The reads are O(tables), whatever the size of the file.
+// unless one is open: it notes the time and each table's largest rowid,
+// with a digest of the row that has it. The reads are O(tables), whatever
+// the size of the file.
 func recordFallbackStart(ctx context.Context, db *sql.DB, path string, now time.Time) error {
 	rec, err := readStrandedRecord(path)
 	if err != nil || rec.open() {
@@ -113,6 +121,16 @@ func recordFallbackStart(ctx context.Context, db *sql.DB, path string, now time.
 		var mark sql.NullInt64
 		if err := db.QueryRowContext(ctx, "SELECT max(rowid) FROM "+quoteIdent(name)).Scan(&mark); err == nil {
 			rec.Marks[name] = mark.Int64
+			if mark.Valid {
+				digest, err := rowDigest(ctx, db, name, mark.Int64)
+				if err != nil {
+					return err
+				}
+				if rec.Last == nil {
+					rec.Last = map[string]string{}
+				}
+				rec.Last[name] = digest
+			}
 			continue
 		}
 		var n int64 // no rowid: count, once, at the start of the period
@@ -125,6 +143,36 @@ func recordFallbackStart(ctx context.Context, db *sql.DB, path string, now time.
 		rec.Counts[name] = n
 	}
 	return writeStrandedRecord(path, rec)
+}
+
+// rowDigest returns a digest of the values of the row of table with the
+// given rowid ("" when there is none), from SQLite's own rendering of
+// each value (quote()), so that it does not depend on how a connection's
+// driver settings convert them.
+func rowDigest(ctx context.Context, db *sql.DB, table string, rowid int64) (string, error) {
+	rows, err := db.QueryContext(ctx, "SELECT * FROM "+quoteIdent(table)+" LIMIT 0")
+	if err != nil {
+		return "", err
+	}
+	cols, err := rows.Columns()
+	rows.Close()
+	if err != nil {
+		return "", err
+	}
+	quoted := make([]string, len(cols))
+	for i, c := range cols {
+		quoted[i] = "quote(" + quoteIdent(c) + ")"
+	}
+	var values sql.NullString
+	err = db.QueryRowContext(ctx, "SELECT "+strings.Join(quoted, " || ',' || ")+" FROM "+quoteIdent(table)+" WHERE rowid = ?", rowid).Scan(&values)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(values.String))
+	return hex.EncodeToString(sum[:16]), nil
 }
 
 // userTables lists the tables of a SQLite database, SQLite's own aside.
@@ -168,6 +216,16 @@ func countStranded(ctx context.Context, path string) (s Stranded, ok bool, err e
 		return s, false, err
 	}
 	s = Stranded{Path: path, Since: rec.Since}
+	present := map[string]bool{}
+	for _, name := range tables {
+		present[name] = true
+	}
+	// A table that had rows and is gone lost them all.
+	for name, digest := range rec.Last {
+		if !present[name] && digest != "" {
+			s.Tables = append(s.Tables, StrandedTable{Name: name, AfterRowID: rec.Marks[name], Changed: true})
+		}
+	}
 	for _, name := range tables {
 		st := StrandedTable{Name: name, AfterRowID: rec.Marks[name]} // 0 for a table created since: every row
 		var n int64
@@ -185,12 +243,20 @@ func countStranded(ctx context.Context, path string) (s Stranded, ok bool, err e
 		if err != nil {
 			return s, false, fmt.Errorf("count rows of %s: %w", name, err)
 		}
-		if n > 0 {
+		if then, ok := rec.Last[name]; ok && then != "" && !noRowID {
+			now, err := rowDigest(ctx, db, name, st.AfterRowID)
+			if err != nil {
+				return s, false, fmt.Errorf("read the last row of %s: %w", name, err)
+			}
+			st.Changed = now != then
+		}
+		if n > 0 || st.Changed {
 			st.Rows = n
 			s.Tables = append(s.Tables, st)
 			s.Rows += n
 		}
 	}
+	sort.Slice(s.Tables, func(i, j int) bool { return s.Tables[i].Name < s.Tables[j].Name })
 	// Modification times are coarse (a few milliseconds): never before
 	// the period began.
 	s.LastWrite = s.Since
