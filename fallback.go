@@ -176,11 +176,13 @@ func (db *DB) Close() error {
 // to another database. The error's text is redacted; errors.Is and
 // errors.As see the hook's own error.
 //
-// SQLite files: a directory, named pipe, socket or device is never opened,
-// a file that is not SQLite is left untouched and skipped, a damaged
-// SQLite database is moved aside under a name no other move can take,
-// and when a file location fails to open the next one is tried before
-// memory. Once a file is in use, a background check reads all its pages
+// SQLite files: a directory, named pipe, socket or device is never opened
+// (nor a location where SQLite's -wal, -journal or -shm is one), a file
+// that is not SQLite is left untouched and skipped, a damaged SQLite
+// database is moved aside under a name no other move can take, and when a
+// file location fails to open, or is still opening when its share of the
+// deadline ends (another process holds it locked), the next one is tried
+// before memory. Once a file is in use, a background check reads all its pages
 // and [DB.Health] reports the outcome.
 //
 // When Open lands on the primary while a SQLite fallback file holds rows
