@@ -94,13 +94,14 @@ func openSQLite(ctx context.Context, o *options, t Target) (*engine, error) {
 	}
 	dsn := sqliteDSN(t, sqliteFileParams)
 	gate := newWriteGate(sqliteBusyTimeout)
-	db := sql.OpenDB(&gatedConnector{dsn: dsn, gate: gate})
+	seen := &integrity{path: t.Path}
+	db := sql.OpenDB(&gatedConnector{dsn: dsn, gate: gate, seen: seen})
 	o.pool.withDefaults(sqliteFilePool).apply(db)
 	if err := checkSQLite(ctx, db, gate); err != nil {
 		db.Close()
 		return nil, err
 	}
-	return &engine{db: db, note: note}, nil
+	return &engine{db: db, note: note, integrity: seen}, nil
 }
 
 // openSQLiteMemory opens a private in-memory database on SQLite's memdb

@@ -99,7 +99,7 @@ type DB struct {
 
 	probeUp   atomic.Int32 // 0 no probe result yet, 1 primary answers, 2 it does not
 	stopProbe context.CancelFunc
-	integrity integrity          // the background check of a SQLite file (sqlite_check.go)
+	integrity *integrity         // damage found in a SQLite file, by a statement or the background check (sqlite_check.go)
 	stopCheck context.CancelFunc // stops that check
 	stranded  []Stranded         // rows left in fallback files (stranded.go)
 	wg        sync.WaitGroup
@@ -295,7 +295,12 @@ func newDB(o *options, r Resolution, e *engine, attempts []Attempt) *DB {
 		attempts:  attempts,
 		closers:   e.closers,
 		logger:    o.logger,
+		integrity: e.integrity,
 	}
+	if db.integrity == nil {
+		db.integrity = &integrity{}
+	}
+	db.integrity.setLogger(o.logger)
 	var why []string
 	if db.fallback {
 		if r.Primary.IsZero() {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"strings"
 	"sync"
@@ -200,17 +201,53 @@ const (
 	integrityUnknown  = "unknown"
 )
 
-// integrity is the background check's state.
+// integrity is what is known of a SQLite file's damage: the background
+// check's state, or the damage a statement of the pool met first, which
+// Health reports from that moment on (the check of a large file takes
+// seconds; a read of a damaged page fails at once).
 type integrity struct {
+	path   string // the file, for the log line
 	mu     sync.Mutex
 	state  string // "" when no check runs (PostgreSQL, memory)
 	detail string
+	logger *slog.Logger // nil until the DB exists
 }
 
+// set records the background check's state. Damage, once seen, stays.
 func (i *integrity) set(state, detail string) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	if i.state == integrityDamaged && state != integrityDamaged {
+		return
+	}
 	i.state, i.detail = state, detail
+}
+
+func (i *integrity) setLogger(l *slog.Logger) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.logger = l
+}
+
+// note records err when it says that the file is damaged, and returns it.
+// A nil integrity (an in-memory database) records nothing.
+func (i *integrity) note(err error) error {
+	if i == nil || !isDamage(err) {
+		return err
+	}
+	i.mu.Lock()
+	first := i.state != integrityDamaged
+	if first {
+		i.state, i.detail = integrityDamaged, "a statement failed: "+err.Error()
+	}
+	logger := i.logger
+	i.mu.Unlock()
+	if first && logger != nil {
+		logger.Error("dbfallback: the SQLite database file is damaged; reads of the damaged pages fail",
+			"path", i.path, "error", err.Error(),
+			"hint", "stop the service and restore the file from a copy, or move it aside so a new database is created")
+	}
+	return err
 }
 
 func (i *integrity) get() (state, detail string) {
@@ -240,7 +277,7 @@ func (db *DB) startIntegrityCheck() {
 		if ctx.Err() != nil {
 			return // closed before the end: nothing learnt
 		}
-		if state == integrityDamaged {
+		if prev, _ := db.integrity.get(); state == integrityDamaged && prev != integrityDamaged {
 			db.logger.Error("dbfallback: the SQLite database file is damaged; reads of the damaged pages fail",
 				"path", t.Path, "quick_check", detail,
 				"hint", "stop the service and restore the file from a copy, or move it aside so a new database is created")

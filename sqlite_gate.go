@@ -157,6 +157,7 @@ func sessionOf(ctx context.Context) *Session {
 type gatedConnector struct {
 	dsn  string
 	gate *writeGate
+	seen *integrity // records damage a statement met (sqlite_check.go); nil for memory
 }
 
 func (c *gatedConnector) Connect(ctx context.Context) (driver.Conn, error) {
@@ -164,7 +165,7 @@ func (c *gatedConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &gatedConn{SQLiteConn: conn.(*sqlite3.SQLiteConn), gate: c.gate}, nil
+	return &gatedConn{SQLiteConn: conn.(*sqlite3.SQLiteConn), gate: c.gate, seen: c.seen}, nil
 }
 
 func (c *gatedConnector) Driver() driver.Driver { return &sqlite3.SQLiteDriver{} }
@@ -174,6 +175,7 @@ func (c *gatedConnector) Driver() driver.Driver { return &sqlite3.SQLiteDriver{}
 type gatedConn struct {
 	*sqlite3.SQLiteConn
 	gate *writeGate
+	seen *integrity
 	inTx bool
 }
 
@@ -244,7 +246,8 @@ func (c *gatedConn) Begin() (driver.Tx, error) {
 
 func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	if c.inTx {
-		return c.SQLiteConn.ExecContext(ctx, query, args)
+		res, err := c.SQLiteConn.ExecContext(ctx, query, args)
+		return res, c.seen.note(err)
 	}
 	done, start, err := c.take(ctx, nil)
 	if err != nil {
@@ -252,7 +255,7 @@ func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver
 	}
 	defer done()
 	res, err := c.SQLiteConn.ExecContext(ctx, query, args)
-	return res, c.gate.lockWait(err, time.Since(start))
+	return res, c.seen.note(c.gate.lockWait(err, time.Since(start)))
 }
 
 // QueryContext runs a query; one that writes (INSERT … RETURNING) outside
@@ -260,7 +263,11 @@ func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver
 // the write lock until then.
 func (c *gatedConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	if c.inTx || !c.writes(ctx, query) {
-		return c.SQLiteConn.QueryContext(ctx, query, args)
+		rows, err := c.SQLiteConn.QueryContext(ctx, query, args)
+		if err != nil {
+			return nil, c.seen.note(err)
+		}
+		return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), seen: c.seen}, nil
 	}
 	done, start, err := c.take(ctx, nil)
 	if err != nil {
@@ -269,9 +276,9 @@ func (c *gatedConn) QueryContext(ctx context.Context, query string, args []drive
 	rows, err := c.SQLiteConn.QueryContext(ctx, query, args)
 	if err != nil {
 		done()
-		return nil, c.gate.lockWait(err, time.Since(start))
+		return nil, c.seen.note(c.gate.lockWait(err, time.Since(start)))
 	}
-	return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), gate: c.gate, done: done, waited: time.Since(start)}, nil
+	return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), gate: c.gate, done: done, waited: time.Since(start), seen: c.seen}, nil
 }
 
 // writes reports whether query's first statement may write. A query that
@@ -346,7 +353,8 @@ type gatedStmt struct {
 
 func (s *gatedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
 	if s.readonly || s.conn.inTx {
-		return s.SQLiteStmt.ExecContext(ctx, args)
+		res, err := s.SQLiteStmt.ExecContext(ctx, args)
+		return res, s.conn.seen.note(err)
 	}
 	done, start, err := s.conn.take(ctx, nil)
 	if err != nil {
@@ -354,12 +362,16 @@ func (s *gatedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (
 	}
 	defer done()
 	res, err := s.SQLiteStmt.ExecContext(ctx, args)
-	return res, s.conn.gate.lockWait(err, time.Since(start))
+	return res, s.conn.seen.note(s.conn.gate.lockWait(err, time.Since(start)))
 }
 
 func (s *gatedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
 	if s.readonly || s.conn.inTx {
-		return s.SQLiteStmt.QueryContext(ctx, args)
+		rows, err := s.SQLiteStmt.QueryContext(ctx, args)
+		if err != nil {
+			return nil, s.conn.seen.note(err)
+		}
+		return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), seen: s.conn.seen}, nil
 	}
 	done, start, err := s.conn.take(ctx, nil)
 	if err != nil {
@@ -368,30 +380,35 @@ func (s *gatedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) 
 	rows, err := s.SQLiteStmt.QueryContext(ctx, args)
 	if err != nil {
 		done()
-		return nil, s.conn.gate.lockWait(err, time.Since(start))
+		return nil, s.conn.seen.note(s.conn.gate.lockWait(err, time.Since(start)))
 	}
-	return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), gate: s.conn.gate, done: done, waited: time.Since(start)}, nil
+	return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), gate: s.conn.gate, done: done, waited: time.Since(start), seen: s.conn.seen}, nil
 }
 
-// gatedRows are the rows of a write outside a transaction: they hold the
-// gate until closed. go-sqlite3 takes the first step when the query runs,
-// so a busy error met then is reported by the first Next, and classified
-// with the time the query waited.
+// gatedRows are the rows of a query. Those of a write outside a
+// transaction hold the gate until closed (gate is set): go-sqlite3 takes
+// the first step when the query runs, so a busy error met then is
+// reported by the first Next, and classified with the time the query
+// waited. Every query's rows report damage they meet to seen.
 type gatedRows struct {
 	*sqlite3.SQLiteRows
-	gate   *writeGate
-	done   func() // releases the gate; nil once called
+	gate   *writeGate // nil for a read
+	done   func()     // releases the gate; nil once called
 	waited time.Duration
 	nexted bool
+	seen   *integrity
 }
 
 func (r *gatedRows) Next(dest []driver.Value) error {
 	err := r.SQLiteRows.Next(dest)
 	if !r.nexted {
 		r.nexted = true
-		if err != nil && err != io.EOF {
+		if err != nil && err != io.EOF && r.gate != nil {
 			err = r.gate.lockWait(err, r.waited)
 		}
+	}
+	if err != nil && err != io.EOF {
+		r.seen.note(err)
 	}
 	return err
 }
