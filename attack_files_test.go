@@ -399,3 +399,72 @@ func TestAttackEveryLocationBeforeMemory(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackOrphanLogKept: a -wal or -journal whose database was deleted
+// or emptied may hold the only copy of recent rows; SQLite deletes it when
+// it creates a database there. Open moves it aside, byte for byte, first.
+func TestAttackOrphanLogKept(t *testing.T) {
+	tests := []struct {
+		name   string
+		suffix string
+		empty  bool // an empty database file stays beside the log
+	}{
+		{name: "-wal without its database", suffix: "-wal"},
+		{name: "-wal beside an emptied database", suffix: "-wal", empty: true},
+		{name: "-journal without its database", suffix: "-journal"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dirs := isolateAttack(t)
+			dir := t.TempDir()
+			path := filepath.Join(dir, "app.db")
+			log := []byte(strings.Repeat("frames of the last committed rows ", 100))
+			require.NoError(t, os.WriteFile(path+tt.suffix, log, 0o600))
+			if tt.empty {
+				require.NoError(t, os.WriteFile(path, nil, 0o600))
+			}
+			db, err := Open(context.Background(), dirs.opts(map[string]string{"SQLITE_PATH": path})...)
+			require.NoError(t, err)
+			defer db.Close()
+			assert.Equal(t, path, db.Target().Path)
+			assert.Contains(t, db.Reason(), "moved it aside")
+			requireUsable(t, db)
+			kept, err := filepath.Glob(filepath.Join(dir, "app.db.orphan-*"+tt.suffix))
+			require.NoError(t, err)
+			require.Len(t, kept, 1, namesIn(t, dir))
+			data, err := os.ReadFile(kept[0])
+			require.NoError(t, err)
+			assert.Equal(t, log, data)
+		})
+	}
+}
+
+// TestAttackRecordNotAFile: a named pipe or a directory where the record
+// of a fallback period goes is neither opened in a way that blocks nor
+// replaced: the database is used and Reason says the period could not be
+// recorded.
+func TestAttackRecordNotAFile(t *testing.T) {
+	for _, kind := range []string{"fifo", "directory"} {
+		t.Run(kind, func(t *testing.T) {
+			dirs := isolateAttack(t)
+			dir := t.TempDir()
+			path := filepath.Join(dir, "app.db")
+			if kind == "fifo" {
+				require.NoError(t, syscall.Mkfifo(path+strandedSuffix, 0o600))
+			} else {
+				require.NoError(t, os.Mkdir(path+strandedSuffix, 0o700))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			db, err := openBounded(t, ctx, unblockFIFO(path+strandedSuffix), dirs.opts(map[string]string{"SQLITE_PATH": path})...)
+			require.NoError(t, err)
+			defer db.Close()
+			assert.Equal(t, path, db.Target().Path)
+			assert.Contains(t, db.Reason(), "could not record")
+			st, err := os.Lstat(path + strandedSuffix)
+			require.NoError(t, err)
+			assert.False(t, st.Mode().IsRegular(), "left as it was")
+			requireUsable(t, db)
+		})
+	}
+}

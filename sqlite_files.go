@@ -42,6 +42,7 @@ type fileKind int
 
 const (
 	fileNew     fileKind = iota // nothing, or an empty file: SQLite creates a database
+	fileOrphan                  // like fileNew, but a -wal or -journal is left beside it
 	fileSQLite                  // a SQLite database, by its header
 	fileDamaged                 // SQLite's magic, but a damaged header or missing pages
 	fileForeign                 // a regular file that is not SQLite
@@ -90,7 +91,7 @@ func inspectFile(path string) (fileState, error) {
 			target, _ := os.Readlink(path)
 			return fileState{kind: fileSpecial, why: fmt.Sprintf("is a symbolic link to %s, which does not exist; it was left untouched", target)}, nil
 		}
-		return sideFilesState(path, fileState{kind: fileNew}), nil
+		return sideFilesState(path, newState(path, nil)), nil
 	}
 	if err != nil {
 		return fileState{}, unwrapPathError(err)
@@ -105,7 +106,7 @@ func inspectFile(path string) (fileState, error) {
 		real = r
 	}
 	if st.Size() == 0 {
-		return sideFilesState(real, fileState{kind: fileNew, info: st}), nil
+		return sideFilesState(real, newState(real, st)), nil
 	}
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
@@ -120,7 +121,7 @@ func inspectFile(path string) (fileState, error) {
 		return fileState{kind: fileSpecial, why: why, info: st}, nil
 	}
 	if st.Size() == 0 {
-		return sideFilesState(real, fileState{kind: fileNew, info: st}), nil
+		return sideFilesState(real, newState(real, st)), nil
 	}
 	var hdr [100]byte
 	n, err := io.ReadFull(f, hdr[:])
@@ -138,6 +139,19 @@ func inspectFile(path string) (fileState, error) {
 		return s, nil // left untouched whatever is beside it
 	}
 	return sideFilesState(real, s), nil
+}
+
+// newState is the state of a location with no database, or an empty file
+// (info), at path. A non-empty -wal or -journal there has lost its
+// database (deleted, or emptied): SQLite deletes such a log when it
+// creates the new database, and it may hold the only copy of recent rows.
+func newState(path string, info os.FileInfo) fileState {
+	for _, suffix := range []string{"-wal", "-journal"} {
+		if st, err := os.Lstat(path + suffix); err == nil && st.Mode().IsRegular() && st.Size() > 0 {
+			return fileState{kind: fileOrphan, info: info, why: fmt.Sprintf("has %s%s beside it but no database", path, suffix)}
+		}
+	}
+	return fileState{kind: fileNew, info: info}
 }
 
 // sqliteSideFiles are the files SQLite opens, creates or deletes beside a
@@ -302,6 +316,13 @@ func prepareSQLiteFile(ctx context.Context, path string, now func() time.Time) (
 			}
 			note = fmt.Sprintf("%s was %s; moved it aside to %s", path, s.why, aside)
 		}
+		if s.kind == fileOrphan {
+			aside, err := moveOrphansAside(ctx, path, now)
+			if err != nil {
+				return "", fmt.Errorf("dbfallback: %s %s, which could not be moved aside: %w", path, s.why, err)
+			}
+			note = fmt.Sprintf("%s %s (SQLite would delete it); moved it aside to %s-wal/-journal", path, s.why, aside)
+		}
 		if _, err := withinProbe(ctx, func() (struct{}, error) { return struct{}{}, createFile(path) }); err != nil {
 			return note, fmt.Errorf("dbfallback: open %s: %w", path, unwrapPathError(err))
 		}
@@ -375,6 +396,38 @@ func moveAside(ctx context.Context, path string, was os.FileInfo, now func() tim
 			return aside, nil
 		}
 		return "", fmt.Errorf("%d names %s.corrupt-%s[-n] are taken", maxAsideNames, path, stamp)
+	})
+}
+
+// moveOrphansAside renames the -wal and -journal of path, whose database
+// is gone or empty, to <path>.orphan-<UTC time>[-n]-wal and -journal, the
+// first such names nothing takes yet, without replacing anything. It
+// returns the new base name.
+func moveOrphansAside(ctx context.Context, path string, now func() time.Time) (string, error) {
+	if now == nil {
+		now = time.Now
+	}
+	stamp := now().UTC().Format("20060102T150405Z")
+	return withinProbe(ctx, func() (string, error) {
+		for n := 1; n <= maxAsideNames; n++ {
+			aside := path + ".orphan-" + stamp
+			if n > 1 {
+				aside = fmt.Sprintf("%s-%d", aside, n)
+			}
+			if anyExists(aside, sqliteCompanions) {
+				continue
+			}
+			for _, c := range []string{"-wal", "-journal"} {
+				if st, err := os.Lstat(path + c); err != nil || !st.Mode().IsRegular() {
+					continue
+				}
+				if err := renameNoReplace(path+c, aside+c); err != nil {
+					return "", err
+				}
+			}
+			return aside, nil
+		}
+		return "", fmt.Errorf("%d names %s.orphan-%s[-n] are taken", maxAsideNames, path, stamp)
 	})
 }
 
