@@ -468,3 +468,90 @@ func TestAttackRecordNotAFile(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackFilesAsUnprivilegedUser: the file-type and permission attacks
+// again as uid 65534, for whom permission bits apply: whatever cannot be
+// used is skipped with a reason and left byte for byte as it was.
+func TestAttackFilesAsUnprivilegedUser(t *testing.T) {
+	tests := []struct {
+		name string
+		// setup prepares the location in dir (writable by the user unless
+		// it says otherwise) and returns SQLITE_PATH.
+		setup func(t *testing.T, dir string) string
+		// moved: the location is used after moving a damaged file aside.
+		moved bool
+		why   string // in Reason
+	}{
+		{name: "go.mod owned by root", why: "not a SQLite database", setup: func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, "go.mod")
+			require.NoError(t, os.WriteFile(p, []byte("module x\n"), 0o644))
+			return p
+		}},
+		{name: "a database the user cannot read", why: "permission denied", setup: func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, "app.db")
+			makeSQLite(t, p, "DELETE", "CREATE TABLE notes (body TEXT)", "INSERT INTO notes VALUES ('private')")
+			require.NoError(t, os.Chmod(p, 0o000))
+			return p
+		}},
+		{name: "a database in a read-only directory", why: "not writable", setup: func(t *testing.T, dir string) string {
+			ro := ownedDir(t, false)
+			p := filepath.Join(ro, "app.db")
+			makeSQLite(t, p, "WAL", "CREATE TABLE notes (body TEXT)", "INSERT INTO notes VALUES ('kept')")
+			require.NoError(t, os.Chmod(p, 0o666))
+			return p
+		}},
+		{name: "a damaged database in a read-only directory", why: "not writable", setup: func(t *testing.T, dir string) string {
+			ro := ownedDir(t, false)
+			p := filepath.Join(ro, "app.db")
+			require.NoError(t, os.WriteFile(p, damagedSQLite(1), 0o666))
+			require.NoError(t, os.Chmod(p, 0o666))
+			return p
+		}},
+		{name: "a FIFO", why: "named pipe", setup: func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, "app.db")
+			require.NoError(t, syscall.Mkfifo(p, 0o666))
+			chownUnprivileged(t, p)
+			return p
+		}},
+		{name: "a FIFO for the journal", why: "named pipe", setup: func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, "app.db")
+			makeSQLite(t, p, "WAL", "CREATE TABLE notes (body TEXT)")
+			chownUnprivileged(t, p)
+			require.NoError(t, syscall.Mkfifo(p+"-journal", 0o666))
+			chownUnprivileged(t, p+"-journal")
+			return p
+		}},
+		{name: "a dangling symlink", why: "does not exist", setup: func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, "app.db")
+			require.NoError(t, os.Symlink(filepath.Join(dir, "elsewhere", "app.db"), p))
+			require.NoError(t, os.Mkdir(filepath.Join(dir, "elsewhere"), 0o777))
+			require.NoError(t, os.Chmod(filepath.Join(dir, "elsewhere"), 0o777))
+			return p
+		}},
+		{name: "a damaged database the user owns", moved: true, why: "moved it aside", setup: func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, "app.db")
+			require.NoError(t, os.WriteFile(p, damagedSQLite(2), 0o600))
+			chownUnprivileged(t, p)
+			return p
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			work, dir := ownedDir(t, true), ownedDir(t, true)
+			path := tt.setup(t, dir)
+			before := treeDigest(t, filepath.Dir(path))
+			res := reportAsUnprivileged(t, work, attackRequest{Path: path, TMPDIR: work})
+			require.Empty(t, res.Err)
+			assert.Contains(t, res.Reason, tt.why)
+			if tt.moved {
+				assert.Equal(t, path, res.Target)
+				aside := globAside(t, dir)
+				require.Len(t, aside, 1)
+				assert.Equal(t, before["app.db"], "file "+fileDigest(t, aside[0]), "moved byte for byte")
+				return
+			}
+			assert.Equal(t, filepath.Join("data", "app.db"), res.Target, "the next file location")
+			assert.Equal(t, before, treeDigest(t, filepath.Dir(path)), "left untouched")
+		})
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,13 +43,18 @@ type attackRequest struct {
 	Journal string `json:"journal,omitempty"`
 	// Now fixes the clock that names moved-aside files, for "open".
 	Now time.Time `json:"now,omitzero"`
+	// For "report" (Open with the default strategy, print the outcome,
+	// close, exit): the primary, and TMPDIR.
+	DatabaseURL string `json:"database_url,omitempty"`
+	TMPDIR      string `json:"tmpdir,omitempty"`
 }
 
 // attackOutcome is what an "open" child prints.
 type attackOutcome struct {
-	Target string `json:"target"`
-	Reason string `json:"reason"`
-	Err    string `json:"err"`
+	Target   string     `json:"target"`
+	Reason   string     `json:"reason"`
+	Err      string     `json:"err"`
+	Stranded []Stranded `json:"stranded,omitempty"`
 }
 
 // attackChild runs in the second process. It reports readiness with one
@@ -104,6 +110,22 @@ func attackChild() {
 		}
 		json.NewEncoder(os.Stdout).Encode(out)
 		io.Copy(io.Discard, os.Stdin)
+	case "report":
+		env := map[string]string{"SQLITE_PATH": req.Path, "TMPDIR": req.TMPDIR}
+		if req.DatabaseURL != "" {
+			env["DATABASE_URL"] = req.DatabaseURL
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		db, err := Open(ctx, WithLookupEnv(attackLookup(env)), withDataDir(""))
+		var out attackOutcome
+		if err != nil {
+			out.Err = err.Error()
+		} else {
+			out.Target, out.Reason, out.Stranded = db.Target().Path, db.Reason(), db.Stranded()
+			db.Close()
+		}
+		json.NewEncoder(os.Stdout).Encode(out)
 	default:
 		fmt.Println("unknown op", req.Op)
 		os.Exit(2)
@@ -136,6 +158,27 @@ func startAttackChild(t *testing.T, req attackRequest) *attackProcess {
 	require.NoError(t, err, "the second process said nothing")
 	p.first = strings.TrimSpace(line)
 	return p
+}
+
+// reportAsUnprivileged runs the "report" op as uid 65534 (when the test
+// runs as root, for whom permission bits do not apply) in dir, its
+// working directory, and returns the outcome.
+func reportAsUnprivileged(t *testing.T, dir string, req attackRequest) attackOutcome {
+	t.Helper()
+	req.Op = "report"
+	data, err := json.Marshal(req)
+	require.NoError(t, err)
+	cmd := exec.Command(childBinary(t), "-test.run=^$")
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + dir, attackChildEnv + "=" + string(data)}
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: unprivilegedUID, Gid: unprivilegedUID}}
+	}
+	out, err := cmd.Output()
+	require.NoError(t, err, "helper: %s", out)
+	var res attackOutcome
+	require.NoError(t, json.Unmarshal(out, &res), "%s", out)
+	return res
 }
 
 // stop lets the second process go and waits for it.

@@ -253,3 +253,60 @@ func TestAttackStrandedBadRecord(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackStrandedReadOnlyDirectory: the fallback's directory has become
+// read-only (a volume remounted, permissions tightened) by the time the
+// primary is back, with rows still in the write-ahead log of a crashed
+// instance. Counting them cannot create SQLite's -shm there; Open on the
+// primary still reports them (or says why it cannot), as uid 65534.
+func TestAttackStrandedReadOnlyDirectory(t *testing.T) {
+	pgURL := attackPGURL(t)
+	refused := fmt.Sprintf("postgres://u:pw@127.0.0.1:%d/app", freePort(t))
+	for _, crashed := range []bool{false, true} {
+		t.Run(fmt.Sprint("rows in the log: ", crashed), func(t *testing.T) {
+			dirs := isolateAttack(t)
+			dir := ownedDir(t, true)
+			path := filepath.Join(dir, "notes.db")
+			makeSQLite(t, path, "WAL", "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+			db, _ := strandedOpen(t, dirs, refused, path)
+			for i := range 3 {
+				_, err := db.Exec("INSERT INTO notes (body) VALUES (?)", fmt.Sprint("during the outage ", i))
+				require.NoError(t, err)
+			}
+			if crashed {
+				// What a crash leaves: the rows only in the log, no -shm.
+				keep := t.TempDir()
+				for _, s := range []string{"", "-wal"} {
+					copyFile(t, path+s, filepath.Join(keep, "notes.db"+s))
+				}
+				require.NoError(t, db.Close())
+				for _, s := range []string{"", "-wal", "-shm"} {
+					os.Remove(path + s)
+				}
+				for _, s := range []string{"", "-wal"} {
+					copyFile(t, filepath.Join(keep, "notes.db"+s), path+s)
+				}
+			} else {
+				require.NoError(t, db.Close())
+			}
+			names, err := filepath.Glob(filepath.Join(dir, "*"))
+			require.NoError(t, err)
+			for _, n := range names {
+				chownUnprivileged(t, n)
+			}
+			before := treeDigest(t, dir)
+			if os.Geteuid() == 0 {
+				require.NoError(t, os.Chmod(dir, 0o555))
+			}
+
+			work := ownedDir(t, true)
+			res := reportAsUnprivileged(t, work, attackRequest{Path: path, TMPDIR: work, DatabaseURL: pgURL})
+			require.Empty(t, res.Err)
+			assert.Empty(t, res.Target, "on the primary")
+			if assert.Len(t, res.Stranded, 1, res.Reason) {
+				assert.Equal(t, int64(3), res.Stranded[0].Rows)
+			}
+			assert.Equal(t, before, treeDigest(t, dir), "the file, its log and its record are untouched")
+		})
+	}
+}

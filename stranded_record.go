@@ -193,6 +193,48 @@ func userTables(ctx context.Context, db *sql.DB) ([]string, error) {
 	return out, rows.Err()
 }
 
+// openForCounting opens the database at path read-only (mode=ro: it reads
+// the write-ahead log and writes neither the file nor the log) and lists
+// its tables. A read-only connection to a WAL database needs SQLite's -shm
+// beside the file; where it is missing and cannot be created (the
+// directory became read-only: a volume remounted, permissions tightened),
+// nothing can be writing the database (a writer would have created it),
+// so the file is read without locks: with the log's index in memory
+// (vfs=unix-none, exclusive locking mode) when there is a log, else as
+// an immutable file.
+func openForCounting(ctx context.Context, path string) (*sql.DB, []string, error) {
+	t := sqliteTarget(path, false, nil)
+	unlocked := "immutable=1"
+	if st, err := os.Stat(path + "-wal"); err == nil && st.Size() > 0 {
+		unlocked = "vfs=unix-none&_locking_mode=EXCLUSIVE"
+	}
+	var first error
+	for _, tuning := range []string{busyWithin(ctx, 5*time.Second), unlocked} {
+		db, err := sql.Open("sqlite3", readOnlyDSN(t, tuning))
+		if err != nil {
+			return nil, nil, err
+		}
+		db.SetMaxOpenConns(1)
+		tables, err := userTables(ctx, db)
+		if err == nil {
+			return db, tables, nil
+		}
+		db.Close()
+		if first != nil {
+			break
+		}
+		first = err
+		var se sqlite3.Error
+		if !errors.As(err, &se) || se.Code != sqlite3.ErrCantOpen && se.Code != sqlite3.ErrReadonly {
+			break
+		}
+		if _, err := os.Lstat(path + "-shm"); err == nil {
+			break // the index exists: the failure is something else
+		}
+	}
+	return nil, nil, first
+}
+
 // countStranded counts the rows written to path since its open fallback
 // period began. It opens the file read-only (mode=ro), which reads the
 // write-ahead log and never writes the file or the log. ok is false when
@@ -205,16 +247,11 @@ func countStranded(ctx context.Context, path string) (s Stranded, ok bool, err e
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return s, false, nil // the database was deleted: nothing left to report
 	}
-	db, err := sql.Open("sqlite3", readOnlyDSN(sqliteTarget(path, false, nil), busyWithin(ctx, 5*time.Second)))
+	db, tables, err := openForCounting(ctx, path)
 	if err != nil {
 		return s, false, err
 	}
 	defer db.Close()
-	db.SetMaxOpenConns(1)
-	tables, err := userTables(ctx, db)
-	if err != nil {
-		return s, false, err
-	}
 	s = Stranded{Path: path, Since: rec.Since}
 	present := map[string]bool{}
 	for _, name := range tables {
