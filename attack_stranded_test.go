@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -87,6 +88,19 @@ func TestAttackStrandedRows(t *testing.T) {
 			},
 			changed: []string{"notes"}},
 		{name: "a middle note updated (not reported: no history to compare with)", during: exec("UPDATE notes SET body = 'edited' WHERE id = 2")},
+		{name: "the record's marks raised by hand",
+			during: exec("INSERT INTO notes (body) VALUES ('four')"),
+			replace: func(t *testing.T, path string) {
+				data, err := os.ReadFile(path + strandedSuffix)
+				require.NoError(t, err)
+				var rec map[string]any
+				require.NoError(t, json.Unmarshal(data, &rec))
+				rec["rowid_marks"] = map[string]int64{"notes": 1000000}
+				data, err = json.Marshal(rec)
+				require.NoError(t, err)
+				require.NoError(t, os.WriteFile(path+strandedSuffix, data, 0o600))
+			},
+			changed: []string{"notes"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
