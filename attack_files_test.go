@@ -555,3 +555,20 @@ func TestAttackFilesAsUnprivilegedUser(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackDamagedNameTooLong: a damaged database whose name leaves no
+// room for the moved-aside suffix cannot be moved: it stays byte for byte
+// and the next location serves.
+func TestAttackDamagedNameTooLong(t *testing.T) {
+	dirs := isolateAttack(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, strings.Repeat("n", 240)+".db")
+	require.NoError(t, os.WriteFile(path, damagedSQLite(3), 0o600))
+	before := treeDigest(t, dir)
+	db, err := Open(context.Background(), dirs.opts(map[string]string{"SQLITE_PATH": path})...)
+	require.NoError(t, err)
+	defer db.Close()
+	assert.Equal(t, "data/app.db", db.Target().Path)
+	assert.Contains(t, db.Reason(), "could not be moved aside")
+	assert.Equal(t, before, treeDigest(t, dir))
+}
