@@ -327,10 +327,19 @@ func TestAttackMovesNeverCollide(t *testing.T) {
 // database: neither writes into a file the other moved away.
 func TestAttackTwoProcessesMoveAtOnce(t *testing.T) {
 	for round := range 3 {
-		t.Run(fmt.Sprint("round ", round), func(t *testing.T) {
+		// After the first round the header is whole and the damage is in a
+		// page, which each process finds with a read before moving the
+		// file: the slower one must not then move the other's new database.
+		pages := round > 0
+		t.Run(fmt.Sprintf("round %d, damaged pages %v", round, pages), func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "app.db")
+			tmp := t.TempDir()
 			damaged := damagedSQLite(round)
+			if pages {
+				makeNotes(t, path, 50, 3000, 1)
+				damaged = corruptPageHolding(t, path, "NEEDLE-ATTACK")
+			}
 			require.NoError(t, os.WriteFile(path, damaged, 0o600))
 			now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
 			var wg sync.WaitGroup
@@ -340,14 +349,14 @@ func TestAttackTwoProcessesMoveAtOnce(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					children[i] = startAttackChild(t, attackRequest{Op: "open", Path: path, Now: now})
+					children[i] = startAttackChild(t, attackRequest{Op: "open", Path: path, Now: now, TMPDIR: tmp})
 				}()
 			}
 			wg.Wait()
 			for i, c := range children {
 				require.NoError(t, json.Unmarshal([]byte(c.first), &outcomes[i]), c.first)
 				assert.Empty(t, outcomes[i].Err)
-				assert.Equal(t, path, outcomes[i].Target)
+				assert.Equal(t, path, outcomes[i].Target, outcomes[i].Reason)
 			}
 			for _, c := range children {
 				c.stop()

@@ -43,8 +43,9 @@ type attackRequest struct {
 	Journal string `json:"journal,omitempty"`
 	// Now fixes the clock that names moved-aside files, for "open".
 	Now time.Time `json:"now,omitzero"`
-	// For "report" (Open with the default strategy, print the outcome,
-	// close, exit): the primary, and TMPDIR.
+	// DatabaseURL is the primary for "report" (Open with the default
+	// strategy, print the outcome, close, exit); TMPDIR is TMPDIR for
+	// "open" and "report".
 	DatabaseURL string `json:"database_url,omitempty"`
 	TMPDIR      string `json:"tmpdir,omitempty"`
 }
@@ -89,7 +90,7 @@ func attackChild() {
 		db.Exec("ROLLBACK")
 		db.Close()
 	case "open":
-		opts := []Option{WithSQLitePath(req.Path), WithStrategy(SQLiteOnly), WithLookupEnv(attackLookup(nil))}
+		opts := []Option{WithSQLitePath(req.Path), WithStrategy(SQLiteOnly), WithLookupEnv(attackLookup(map[string]string{"TMPDIR": req.TMPDIR})), withDataDir("")}
 		if !req.Now.IsZero() {
 			opts = append(opts, withNow(func() time.Time { return req.Now }))
 		}
@@ -145,6 +146,7 @@ func startAttackChild(t *testing.T, req attackRequest) *attackProcess {
 	data, err := json.Marshal(req)
 	require.NoError(t, err)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Dir = t.TempDir() // ./data of an Open that passes over its SQLite path
 	cmd.Env = append(os.Environ(), attackChildEnv+"="+string(data))
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -92,6 +93,7 @@ func openSQLite(ctx context.Context, o *options, t Target) (*engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	opened, _ := os.Stat(t.Path) // the file the pool opens, should it be damaged
 	dsn := sqliteDSN(t, sqliteFileParams)
 	gate := newWriteGate(sqliteBusyTimeout)
 	seen := &integrity{path: t.Path}
@@ -99,7 +101,7 @@ func openSQLite(ctx context.Context, o *options, t Target) (*engine, error) {
 	o.pool.withDefaults(sqliteFilePool).apply(db)
 	if err := checkSQLite(ctx, db, gate); err != nil {
 		db.Close()
-		return nil, err
+		return nil, &openedFileError{info: opened, err: err}
 	}
 	return &engine{db: db, note: note, integrity: seen}, nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -49,16 +51,17 @@ func openSQLiteFile(ctx context.Context, o *options, t Target) (*engine, error) 
 	if s, err := inspectSQLiteFile(ctx, t.Path); err == nil && s.kind == fileSQLite {
 		// A damaged header, a foreign file and the like are prepareSQLiteFile's.
 		if err := probeReadOnly(ctx, t); isDamage(err) {
-			if note, err = moveDamaged(ctx, o, t, err); err != nil {
+			if note, err = moveDamaged(ctx, o, t, s.info, err); err != nil {
 				return nil, err
 			}
 		}
 	}
 	e, err := openSQLite(ctx, o, t)
-	if isDamage(err) && note == "" {
+	var opened *openedFileError
+	if isDamage(err) && note == "" && errors.As(err, &opened) {
 		// Damage the read-only probe could not see (it gives way to a hot
 		// journal, say) but the pool did, before writing anything.
-		if note, err = moveDamaged(ctx, o, t, err); err != nil {
+		if note, err = moveDamaged(ctx, o, t, opened.info, err); err != nil {
 			return nil, err
 		}
 		e, err = openSQLite(ctx, o, t)
@@ -83,19 +86,37 @@ func openSQLiteFile(ctx context.Context, o *options, t Target) (*engine, error) 
 	return e, nil
 }
 
-// moveDamaged moves the file of t aside after SQLite reported damage.
-func moveDamaged(ctx context.Context, o *options, t Target, damage error) (string, error) {
+// moveDamaged moves aside the file of t that SQLite found damaged, was,
+// under the directory's lock (see lockDir). When another process has
+// already replaced it (moved it aside and created a new database), the
+// file there now is not the damaged one: nothing moves, and the note is
+// empty.
+func moveDamaged(ctx context.Context, o *options, t Target, was os.FileInfo, damage error) (string, error) {
 	why := "a damaged SQLite database (" + damage.Error() + ")"
-	s, err := inspectSQLiteFile(ctx, t.Path)
+	unlock, err := lockDir(ctx, filepath.Dir(t.Path))
 	if err != nil {
 		return "", fmt.Errorf("dbfallback: %s is %s: %w", t.Path, why, err)
 	}
-	aside, err := moveAside(ctx, t.Path, s.info, o.now)
+	defer unlock()
+	aside, err := moveAside(ctx, t.Path, was, o.now)
+	if errors.Is(err, errChanged) {
+		return "", nil
+	}
 	if err != nil {
 		return "", fmt.Errorf("dbfallback: %s is %s and could not be moved aside: %w", t.Path, why, err)
 	}
 	return fmt.Sprintf("%s was %s; moved it aside to %s", t.Path, why, aside), nil
 }
+
+// openedFileError is a failure to open the SQLite file whose identity is
+// info, so that a damage error moves aside that file and no other.
+type openedFileError struct {
+	info os.FileInfo
+	err  error
+}
+
+func (e *openedFileError) Error() string { return e.err.Error() }
+func (e *openedFileError) Unwrap() error { return e.err }
 
 // probeReadOnly runs probePages on a read-only connection to t, which
 // writes nothing. Only damage matters: other errors (no file yet, a hot

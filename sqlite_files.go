@@ -141,12 +141,20 @@ func inspectFile(path string) (fileState, error) {
 	return sideFilesState(real, s), nil
 }
 
-// newState is the state of a location with no database, or an empty file
-// (info), at path. A non-empty -wal or -journal there has lost its
-// database (deleted, or emptied): SQLite deletes such a log when it
-// creates the new database, and it may hold the only copy of recent rows.
+// newState is the state of a location with no database (info nil), or an
+// empty file, at path. A non-empty -wal there has lost its database
+// (deleted, or emptied: a live database in WAL mode always has its first
+// page written), and so has a non-empty -journal when the database file
+// itself is gone (beside an empty file it may be the journal of another
+// process creating the database right now). SQLite deletes such a log
+// when it creates the new database, and it may hold the only copy of
+// recent rows.
 func newState(path string, info os.FileInfo) fileState {
-	for _, suffix := range []string{"-wal", "-journal"} {
+	suffixes := []string{"-wal"}
+	if info == nil {
+		suffixes = append(suffixes, "-journal")
+	}
+	for _, suffix := range suffixes {
 		if st, err := os.Lstat(path + suffix); err == nil && st.Mode().IsRegular() && st.Size() > 0 {
 			return fileState{kind: fileOrphan, info: info, why: fmt.Sprintf("has %s%s beside it but no database", path, suffix)}
 		}
@@ -296,8 +304,15 @@ func prepareSQLiteFile(ctx context.Context, path string, now func() time.Time) (
 	}); err != nil {
 		return "", fmt.Errorf("dbfallback: create directory for %s: %w", path, unwrapPathError(err))
 	}
-	// Another process may move the same file aside at the same moment:
-	// when the file changes under a move, look again.
+	// Another process may act on the same file at the same moment: the
+	// lock makes looking, moving aside and creating one step, and when the
+	// file still changes under a move (a process without the lock), look
+	// again.
+	unlock, err := lockDir(ctx, filepath.Dir(path))
+	if err != nil {
+		return "", fmt.Errorf("dbfallback: %s: %w", path, err)
+	}
+	defer unlock()
 	for range 3 {
 		s, err := inspectSQLiteFile(ctx, path)
 		if err != nil {
@@ -329,6 +344,43 @@ func prepareSQLiteFile(ctx context.Context, path string, now func() time.Time) (
 		return note, nil
 	}
 	return "", fmt.Errorf("dbfallback: %s keeps changing while it is inspected (another process is moving it?)", path)
+}
+
+// dirLockPoll is how often lockDir tries again for a lock another process
+// holds.
+const dirLockPoll = 5 * time.Millisecond
+
+// lockDir takes an exclusive advisory lock (flock(2)) on dir and returns
+// its release. Every process of this package takes it to look at, move
+// aside, or create a database in dir, so that one never moves aside the
+// files (a new -wal, say) of a database another has just created there.
+// The wait polls, bounded by ctx and fileProbeTimeout (a lock is a
+// resource: it is not taken on a goroutine that could outlive the call).
+// Where the filesystem has no flock, it goes on without the lock.
+func lockDir(ctx context.Context, dir string) (func(), error) {
+	pctx, cancel := context.WithTimeout(ctx, fileProbeTimeout)
+	defer cancel()
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, unwrapPathError(err)
+	}
+	fd := int(f.Fd())
+	for {
+		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
+		switch {
+		case err == nil:
+			return func() { syscall.Flock(fd, syscall.LOCK_UN); f.Close() }, nil
+		case !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR):
+			return func() { f.Close() }, nil // no flock here: no lock to take
+		}
+		if !sleepCtx(pctx, dirLockPoll) {
+			f.Close()
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("another process held %s locked for %s", dir, fileProbeTimeout)
+		}
+	}
 }
 
 // createFile creates path with mode 0600 if it does not exist, without
