@@ -544,23 +544,32 @@ func TestAttackFilesAsUnprivilegedUser(t *testing.T) {
 			return p
 		}},
 	}
-	for _, tt := range tests {
+	// Every case in a directory of its own, all opened by one process of
+	// the unprivileged user (each with its own Open), then checked.
+	work := ownedDir(t, true)
+	paths := make([]string, len(tests))
+	dirs := make([]string, len(tests))
+	before := make([]map[string]string, len(tests))
+	for i, tt := range tests {
+		dirs[i] = ownedDir(t, true)
+		paths[i] = tt.setup(t, dirs[i])
+		before[i] = treeDigest(t, filepath.Dir(paths[i]))
+	}
+	outcomes := reportAsUnprivileged(t, work, attackRequest{Path: paths[0], More: paths[1:], TMPDIR: work})
+	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			work, dir := ownedDir(t, true), ownedDir(t, true)
-			path := tt.setup(t, dir)
-			before := treeDigest(t, filepath.Dir(path))
-			res := reportAsUnprivileged(t, work, attackRequest{Path: path, TMPDIR: work})
+			res, path := outcomes[i], paths[i]
 			require.Empty(t, res.Err)
 			assert.Contains(t, res.Reason, tt.why)
 			if tt.moved {
 				assert.Equal(t, path, res.Target)
-				aside := globAside(t, dir)
+				aside := globAside(t, dirs[i])
 				require.Len(t, aside, 1)
-				assert.Equal(t, before["app.db"], "file "+fileDigest(t, aside[0]), "moved byte for byte")
+				assert.Equal(t, before[i]["app.db"], "file "+fileDigest(t, aside[0]), "moved byte for byte")
 				return
 			}
 			assert.Equal(t, filepath.Join("data", "app.db"), res.Target, "the next file location")
-			assert.Equal(t, before, treeDigest(t, filepath.Dir(path)), "left untouched")
+			assert.Equal(t, before[i], treeDigest(t, filepath.Dir(path)), "left untouched")
 		})
 	}
 }

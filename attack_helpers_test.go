@@ -48,6 +48,9 @@ type attackRequest struct {
 	// "open" and "report".
 	DatabaseURL string `json:"database_url,omitempty"`
 	TMPDIR      string `json:"tmpdir,omitempty"`
+	// More are further SQLite paths "report" opens in turn, one Open
+	// each: a process started as another user is slow to start.
+	More []string `json:"more,omitempty"`
 }
 
 // attackOutcome is what an "open" child prints.
@@ -112,21 +115,23 @@ func attackChild() {
 		json.NewEncoder(os.Stdout).Encode(out)
 		io.Copy(io.Discard, os.Stdin)
 	case "report":
-		env := map[string]string{"SQLITE_PATH": req.Path, "TMPDIR": req.TMPDIR}
-		if req.DatabaseURL != "" {
-			env["DATABASE_URL"] = req.DatabaseURL
+		for _, path := range append([]string{req.Path}, req.More...) {
+			env := map[string]string{"SQLITE_PATH": path, "TMPDIR": req.TMPDIR}
+			if req.DatabaseURL != "" {
+				env["DATABASE_URL"] = req.DatabaseURL
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			db, err := Open(ctx, WithLookupEnv(attackLookup(env)), withDataDir(""))
+			var out attackOutcome
+			if err != nil {
+				out.Err = err.Error()
+			} else {
+				out.Target, out.Reason, out.Stranded = db.Target().Path, db.Reason(), db.Stranded()
+				db.Close()
+			}
+			cancel()
+			json.NewEncoder(os.Stdout).Encode(out)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		db, err := Open(ctx, WithLookupEnv(attackLookup(env)), withDataDir(""))
-		var out attackOutcome
-		if err != nil {
-			out.Err = err.Error()
-		} else {
-			out.Target, out.Reason, out.Stranded = db.Target().Path, db.Reason(), db.Stranded()
-			db.Close()
-		}
-		json.NewEncoder(os.Stdout).Encode(out)
 	default:
 		fmt.Println("unknown op", req.Op)
 		os.Exit(2)
@@ -164,13 +169,15 @@ func startAttackChild(t *testing.T, req attackRequest) *attackProcess {
 
 // reportAsUnprivileged runs the "report" op as uid 65534 (when the test
 // runs as root, for whom permission bits do not apply) in dir, its
-// working directory, and returns the outcome.
-func reportAsUnprivileged(t *testing.T, dir string, req attackRequest) attackOutcome {
+// working directory, and returns the outcome of each path.
+func reportAsUnprivileged(t *testing.T, dir string, req attackRequest) []attackOutcome {
 	t.Helper()
 	req.Op = "report"
 	data, err := json.Marshal(req)
 	require.NoError(t, err)
-	cmd := exec.Command(childBinary(t), "-test.run=^$")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // an Open that hangs fails the test
+	defer cancel()
+	cmd := exec.CommandContext(ctx, childBinary(t), "-test.run=^$")
 	cmd.Dir = dir
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + dir, attackChildEnv + "=" + string(data)}
 	if os.Geteuid() == 0 {
@@ -178,8 +185,14 @@ func reportAsUnprivileged(t *testing.T, dir string, req attackRequest) attackOut
 	}
 	out, err := cmd.Output()
 	require.NoError(t, err, "helper: %s", out)
-	var res attackOutcome
-	require.NoError(t, json.Unmarshal(out, &res), "%s", out)
+	var res []attackOutcome
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var o attackOutcome
+		require.NoError(t, dec.Decode(&o), "%s", out)
+		res = append(res, o)
+	}
+	require.Len(t, res, 1+len(req.More), "%s", out)
 	return res
 }
 

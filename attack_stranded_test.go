@@ -314,7 +314,7 @@ func TestAttackStrandedReadOnlyDirectory(t *testing.T) {
 			}
 
 			work := ownedDir(t, true)
-			res := reportAsUnprivileged(t, work, attackRequest{Path: path, TMPDIR: work, DatabaseURL: pgURL})
+			res := reportAsUnprivileged(t, work, attackRequest{Path: path, TMPDIR: work, DatabaseURL: pgURL})[0]
 			require.Empty(t, res.Err)
 			assert.Empty(t, res.Target, "on the primary")
 			if assert.Len(t, res.Stranded, 1, res.Reason) {
