@@ -146,11 +146,13 @@ type attackProcess struct {
 }
 
 // startAttackChild starts the second process and waits for its first line.
-func startAttackChild(t *testing.T, req attackRequest) *attackProcess {
+func startAttackChild(t testing.TB, req attackRequest) *attackProcess {
 	t.Helper()
 	data, err := json.Marshal(req)
 	require.NoError(t, err)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Dir = t.TempDir() // ./data of an Open that passes over its SQLite path
 	cmd.Env = append(os.Environ(), attackChildEnv+"="+string(data))
 	stdin, err := cmd.StdinPipe()
@@ -284,7 +286,7 @@ func fileDigest(t *testing.T, path string) string {
 
 // makeSQLite creates a SQLite database at path in the given journal mode
 // with the statements run, and closes it.
-func makeSQLite(t *testing.T, path, journal string, stmts ...string) {
+func makeSQLite(t testing.TB, path, journal string, stmts ...string) {
 	t.Helper()
 	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode="+journal)
 	require.NoError(t, err)
