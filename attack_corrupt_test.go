@@ -108,3 +108,32 @@ func TestAttackCorruptMiddlePageReportedAfterFirstRead(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond)
 	assert.True(t, strings.HasPrefix(db.Health(ctx).Integrity, "damaged"))
 }
+
+// TestAttackAttachedFileIsNotTheDatabase: a statement that attaches a file
+// that is not a database fails, but the database in use is not damaged
+// and Health must not say it is.
+func TestAttackAttachedFileIsNotTheDatabase(t *testing.T) {
+	dirs := isolateAttack(t)
+	path := filepath.Join(t.TempDir(), "notes.db")
+	other := filepath.Join(t.TempDir(), "notes.txt")
+	require.NoError(t, os.WriteFile(other, []byte(strings.Repeat("not a database\n", 100)), 0o600))
+	db, err := Open(context.Background(), dirs.opts(map[string]string{"SQLITE_PATH": path})...)
+	require.NoError(t, err)
+	defer db.Close()
+	conn, err := db.Conn(context.Background())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.ExecContext(context.Background(), "ATTACH DATABASE ? AS other", other)
+	if err == nil {
+		var n int
+		err = conn.QueryRowContext(context.Background(), "SELECT count(*) FROM other.sqlite_schema").Scan(&n)
+	}
+	require.Error(t, err)
+	require.Eventually(t, func() bool {
+		state, _ := db.integrity.get()
+		return state != integrityChecking
+	}, 10*time.Second, 10*time.Millisecond)
+	h := db.Health(context.Background())
+	assert.Equal(t, "up", h.Status, "%+v", h)
+	assert.Equal(t, integrityOK, h.Integrity)
+}

@@ -487,9 +487,10 @@ func TestAttackFilesAsUnprivilegedUser(t *testing.T) {
 		// setup prepares the location in dir (writable by the user unless
 		// it says otherwise) and returns SQLITE_PATH.
 		setup func(t *testing.T, dir string) string
-		// moved: the location is used after moving a damaged file aside.
-		moved bool
-		why   string // in Reason
+		// moved: the location is used after moving a damaged file aside;
+		// used: it is used as it is.
+		moved, used bool
+		why         string // in Reason
 	}{
 		{name: "go.mod owned by root", why: "not a SQLite database", setup: func(t *testing.T, dir string) string {
 			p := filepath.Join(dir, "go.mod")
@@ -537,6 +538,12 @@ func TestAttackFilesAsUnprivilegedUser(t *testing.T) {
 			require.NoError(t, os.Chmod(filepath.Join(dir, "elsewhere"), 0o777))
 			return p
 		}},
+		{name: "a directory the user may write but not list (0733)", used: true, why: "no database URL", setup: func(t *testing.T, dir string) string {
+			d := filepath.Join(dir, "drop")
+			require.NoError(t, os.Mkdir(d, 0o733))
+			require.NoError(t, os.Chmod(d, 0o733))
+			return filepath.Join(d, "app.db")
+		}},
 		{name: "a damaged database the user owns", moved: true, why: "moved it aside", setup: func(t *testing.T, dir string) string {
 			p := filepath.Join(dir, "app.db")
 			require.NoError(t, os.WriteFile(p, damagedSQLite(2), 0o600))
@@ -561,6 +568,10 @@ func TestAttackFilesAsUnprivilegedUser(t *testing.T) {
 			res, path := outcomes[i], paths[i]
 			require.Empty(t, res.Err)
 			assert.Contains(t, res.Reason, tt.why)
+			if tt.used {
+				assert.Equal(t, path, res.Target, res.Reason)
+				return
+			}
 			if tt.moved {
 				assert.Equal(t, path, res.Target)
 				aside := globAside(t, dirs[i])

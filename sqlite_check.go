@@ -250,10 +250,14 @@ func (i *integrity) setLogger(l *slog.Logger) {
 	i.logger = l
 }
 
-// note records err when it says that the file is damaged, and returns it.
-// A nil integrity (an in-memory database) records nothing.
+// note records err when it says that the file is damaged
+// (SQLITE_CORRUPT: "file is not a database" comes from a file being
+// opened, such as one a statement ATTACHes, never from the pages of the
+// one in use), and returns it. A nil integrity (an in-memory database)
+// records nothing.
 func (i *integrity) note(err error) error {
-	if i == nil || !isDamage(err) {
+	var se sqlite3.Error
+	if i == nil || !errors.As(err, &se) || se.Code != sqlite3.ErrCorrupt {
 		return err
 	}
 	i.mu.Lock()

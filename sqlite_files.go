@@ -356,13 +356,16 @@ const dirLockPoll = 5 * time.Millisecond
 // files (a new -wal, say) of a database another has just created there.
 // The wait polls, bounded by ctx and fileProbeTimeout (a lock is a
 // resource: it is not taken on a goroutine that could outlive the call).
-// Where the filesystem has no flock, it goes on without the lock.
+// Where the filesystem has no flock, or the directory cannot be opened, it
+// goes on without the lock.
 func lockDir(ctx context.Context, dir string) (func(), error) {
 	pctx, cancel := context.WithTimeout(ctx, fileProbeTimeout)
 	defer cancel()
 	f, err := os.Open(dir)
 	if err != nil {
-		return nil, unwrapPathError(err)
+		// A directory that can be written but not read (mode 0733, say)
+		// cannot be locked: go on as without flock.
+		return func() {}, nil
 	}
 	fd := int(f.Fd())
 	for {
