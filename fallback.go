@@ -182,8 +182,9 @@ func (db *DB) Close() error {
 // database is moved aside under a name no other move can take, and when a
 // file location fails to open, or is still opening when its share of the
 // deadline ends (another process holds it locked), the next one is tried
-// before memory. Once a file is in use, a background check reads all its pages
-// and [DB.Health] reports the outcome.
+// before memory. Once a file is in use, a background check reads all its
+// pages and [DB.Health] reports the outcome, or the damage a statement
+// met first.
 //
 // When Open lands on the primary while a SQLite fallback file holds rows
 // written while the primary was not in use, Reason, Health, [DB.Stranded]

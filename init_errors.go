@@ -138,7 +138,7 @@ func (e *initError) GoString() string { return fmt.Sprintf("%q", e.msg) }
 // redacted and wrapped. A hook that panics has db closed (no pool, file or
 // connection is left open behind the panic) and the panic goes on to
 // Open's caller, as in Tx: a panic is a bug, never a reason to fall back.
-func runInits(ctx context.Context, o *options, db *DB) (err error) {
+func runInits(ctx context.Context, o *options, db *DB) error {
 	defer func() {
 		if p := recover(); p != nil {
 			db.Close()
