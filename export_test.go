@@ -39,3 +39,13 @@ func withTxReport(report func(tries int, err error)) TxOption {
 func withTxBackoff(p retryPolicy) TxOption {
 	return func(o *txOptions) { o.backoff = &p }
 }
+
+// withSnapshotFS replaces the check that a snapshot directory survives a
+// restart (not the database's device, not an overlay or tmpfs): test
+// directories share /tmp's device with their databases.
+func withSnapshotFS(f func(dir, dbDir string) string) Option {
+	return func(o *options) { o.snapshotFS = f }
+}
+
+// durableSnapshots treats every snapshot directory as durable.
+var durableSnapshots = withSnapshotFS(func(string, string) string { return "" })
