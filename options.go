@@ -36,10 +36,10 @@ type options struct {
 	snap             *snapshotter  // set by Open only: the snapshots of this Open
 
 	// Test seams, set only from export_test.go.
-	dataDir    string                  // Hugging Face persistent storage mount
-	fsType     func(dir string) string // filesystem kind of dir ("" when local)
-	lookupFunc pgconn.LookupFunc       // DNS resolution for PostgreSQL hosts
-	now        func() time.Time        // clock for corrupt-file names
+	dataDir    string                         // Hugging Face persistent storage mount
+	fsType     func(dir string) string        // filesystem kind of dir ("" when local)
+	lookupFunc pgconn.LookupFunc              // DNS resolution for PostgreSQL hosts
+	now        func() time.Time               // clock for corrupt-file names
 	snapshotFS func(dir, dbDir string) string // why a snapshot directory is not durable (nil: the real check)
 }
 
