@@ -57,6 +57,10 @@ type snapshotter struct {
 	lineage  []string
 	// restored is the snapshot Open restored the database from.
 	restored *snapshotManifest
+	// restoring counts restores under way, restoringPath the last begun:
+	// one that Open gave up on may still run when the DB starts.
+	restoring     int
+	restoringPath string
 	// notes are what Open says in the DB's reason: a bad setting, what
 	// was restored and what was skipped.
 	notes []string
@@ -119,9 +123,17 @@ func (s *snapshotter) start(db *DB) {
 		return
 	}
 	t := db.target
+	s.mu.Lock()
+	if s.restoring > 0 && s.off == "" {
+		s.off = s.cutShortNote(s.restoringPath)
+	}
+	s.mu.Unlock()
 	if t.Dialect != SQLite || t.Memory {
 		for _, n := range s.notes {
 			db.addReason(n)
+		}
+		if s.off != "" {
+			db.addReason(s.off)
 		}
 		return // nothing to snapshot: db.snap stays nil
 	}
@@ -167,11 +179,10 @@ func (s *snapshotter) start(db *DB) {
 	conn.SetConnMaxIdleTime(0)
 	conn.SetConnMaxLifetime(0)
 	s.conn = conn
-	first := time.Duration(0)
 	if s.restored != nil {
 		// The file is the snapshot: nothing to write until a change.
 		if v, err := dataVersion(context.Background(), conn); err == nil {
-			s.version, s.last, first = v, s.restored, s.interval
+			s.version, s.last = v, s.restored
 		}
 	}
 	removeStaleTemps(filepath.Dir(s.path), filepath.Base(s.path))
@@ -179,7 +190,7 @@ func (s *snapshotter) start(db *DB) {
 	s.stop, s.done = cancel, make(chan struct{})
 	db.logger.Info("dbfallback: writing snapshots of the SQLite database", "path", s.path, "dir", s.dir,
 		"interval", s.interval.String(), "writer", s.writer)
-	go s.loop(ctx, first)
+	go s.loop(ctx, s.interval)
 }
 
 // loop snapshots when the data changed, at most once per interval and no

@@ -62,7 +62,14 @@ func (s *snapshotter) restoreBefore(ctx context.Context, path string, emptyFile 
 		s.turnOff(fmt.Sprintf("snapshots of %s are off: the snapshot directory could not be read at Open (%v), and a snapshot of a database opened without its data could hide the ones there", path, err))
 		return "", nil
 	}
+	s.mu.Lock()
+	s.restoring++
+	s.restoringPath = path
+	s.mu.Unlock()
 	m, skipped, err := restoreNewest(ctx, s.dir, path, entries, emptyFile, nil)
+	s.mu.Lock()
+	s.restoring--
+	s.mu.Unlock()
 	if err != nil {
 		return "", s.cutShort(ctx, path, m, err)
 	}
@@ -98,8 +105,12 @@ func (s *snapshotter) cutShort(ctx context.Context, path string, m *snapshotMani
 	if m != nil {
 		what = "snapshot " + m.File
 	}
-	s.turnOff(fmt.Sprintf("snapshots of this process are off: restoring %s was cut short, and a snapshot of a database opened without its data would hide the ones in %s (they are kept for the next start)", path, s.dir))
+	s.turnOff(s.cutShortNote(path))
 	return fmt.Errorf("dbfallback: restore %s from %s: not finished within the time Open had for it (%v); Open went on without it", path, what, err)
+}
+
+func (s *snapshotter) cutShortNote(path string) string {
+	return fmt.Sprintf("snapshots of this process are off: restoring %s was cut short, and a snapshot of a database opened without its data would hide the ones in %s (they are kept for the next start)", path, s.dir)
 }
 
 func (s *snapshotter) turnOff(why string) {
@@ -141,10 +152,16 @@ func otherWritersAt(entries []snapshotEntry, m *snapshotManifest) map[string]tim
 // manifest's SHA-256 never reaches path. An error means ctx ended or the
 // local directory failed; m is then the snapshot being restored.
 func restoreNewest(ctx context.Context, dir, path string, entries []snapshotEntry, emptyFile bool, accept func(*snapshotManifest) bool) (m *snapshotManifest, skipped []string, err error) {
+	// A manifest that cannot be trusted has no trustworthy time: each is
+	// reported, wherever it sorts.
+	for _, e := range entries {
+		if e.problem != "" {
+			skipped = append(skipped, fmt.Sprintf("%s: %s", e.name, e.problem))
+		}
+	}
 	for i := range entries {
 		e := &entries[i]
 		if e.problem != "" {
-			skipped = append(skipped, fmt.Sprintf("%s: %s", e.name, e.problem))
 			continue
 		}
 		if accept != nil && !accept(&e.m) {

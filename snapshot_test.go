@@ -145,10 +145,10 @@ func TestSnapshotManifest(t *testing.T) {
 // TestSnapshotEphemeralFollowsSnapshots: a DB on an unvouched location
 // is ephemeral until its first snapshot succeeds, then not.
 func TestSnapshotEphemeralFollowsSnapshots(t *testing.T) {
-	root := t.TempDir()
-	snaps := filepath.Join(root, "bucket")
+	isolatedDirs(t)
+	snaps := filepath.Join(t.TempDir(), "bucket")
 	require.NoError(t, os.MkdirAll(snaps, 0o700))
-	db, err := Open(context.Background(), env("TMPDIR", filepath.Join(root, "tmp")), withDataDir(""),
+	db, err := Open(context.Background(), env(), withDataDir(""),
 		WithStrategy(SQLiteOnly), WithSnapshotDir(snaps), WithSnapshotInterval(20*time.Millisecond), durableSnapshots)
 	require.NoError(t, err)
 	defer db.Close()
@@ -168,7 +168,11 @@ func TestSnapshotOnlyWhenChanged(t *testing.T) {
 	e := newSnapEnv(t)
 	db := e.open(t, WithSnapshotInterval(20*time.Millisecond))
 	insertNotes(t, db, 1, 3)
-	require.Eventually(t, func() bool { return db.Health(context.Background()).Snapshot.State == "ok" }, 5*time.Second, 10*time.Millisecond)
+	written := time.Now()
+	require.Eventually(t, func() bool {
+		h := db.Health(context.Background()).Snapshot
+		return h.State == "ok" && h.Last.After(written)
+	}, 5*time.Second, 10*time.Millisecond)
 	first := *db.Health(context.Background()).Snapshot.Last
 	time.Sleep(200 * time.Millisecond)
 	assert.Equal(t, first, *db.Health(context.Background()).Snapshot.Last, "no write, no snapshot")
