@@ -238,7 +238,9 @@ func (s *snapshotter) snapshotIfChanged(ctx context.Context) (time.Duration, err
 	s.mu.Lock()
 	s.version, s.last, s.lastTook, s.lastErr, s.failures = v, m, took, "", 0
 	s.mu.Unlock()
-	s.prune(ctx, m)
+	// Pruning finishes even when Close stops the loop now: a verified
+	// snapshot must not leave one too many behind.
+	s.prune(context.WithoutCancel(ctx), m)
 	return took, nil
 }
 
