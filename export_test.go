@@ -47,5 +47,11 @@ func withSnapshotFS(f func(dir, dbDir string) string) Option {
 	return func(o *options) { o.snapshotFS = f }
 }
 
+// withSlowRestore waits d before each chunk (1 MiB) a restore copies: a
+// snapshot directory slower than Open's deadline.
+func withSlowRestore(d time.Duration) Option {
+	return func(o *options) { o.slowCopy = d }
+}
+
 // durableSnapshots treats every snapshot directory as durable.
 var durableSnapshots = withSnapshotFS(func(string, string) string { return "" })

@@ -41,6 +41,7 @@ type options struct {
 	lookupFunc pgconn.LookupFunc              // DNS resolution for PostgreSQL hosts
 	now        func() time.Time               // clock for corrupt-file names
 	snapshotFS func(dir, dbDir string) string // why a snapshot directory is not durable (nil: the real check)
+	slowCopy   time.Duration                  // a wait before each chunk a restore reads, to outlast a deadline
 }
 
 func defaultOptions() options {

@@ -46,6 +46,7 @@ type snapshotter struct {
 	writer   string
 	logger   *slog.Logger
 	kind     func(dir, dbDir string) string // filesystem check seam (nil: the real one)
+	slowCopy time.Duration                  // test seam: a wait before each chunk a restore reads
 	started  time.Time
 
 	mu   sync.Mutex
@@ -97,6 +98,7 @@ func newSnapshotter(o *options) *snapshotter {
 		writer:   hex.EncodeToString(b[:]),
 		logger:   o.logger,
 		kind:     o.snapshotFS,
+		slowCopy: o.slowCopy,
 		started:  time.Now(),
 		off:      set.problem,
 		others:   map[string]time.Time{},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -66,7 +67,7 @@ func (s *snapshotter) restoreBefore(ctx context.Context, path string, emptyFile 
 	s.restoring++
 	s.restoringPath = path
 	s.mu.Unlock()
-	m, skipped, err := restoreNewest(ctx, s.dir, path, entries, emptyFile, nil)
+	m, skipped, err := restoreNewest(ctx, s.dir, path, entries, emptyFile, nil, s.slowCopy)
 	s.mu.Lock()
 	s.restoring--
 	s.mu.Unlock()
@@ -151,7 +152,7 @@ func otherWritersAt(entries []snapshotEntry, m *snapshotManifest) map[string]tim
 // the check are one read of the snapshot: a byte that does not match the
 // manifest's SHA-256 never reaches path. An error means ctx ended or the
 // local directory failed; m is then the snapshot being restored.
-func restoreNewest(ctx context.Context, dir, path string, entries []snapshotEntry, emptyFile bool, accept func(*snapshotManifest) bool) (m *snapshotManifest, skipped []string, err error) {
+func restoreNewest(ctx context.Context, dir, path string, entries []snapshotEntry, emptyFile bool, accept func(*snapshotManifest) bool, slow time.Duration) (m *snapshotManifest, skipped []string, err error) {
 	// A manifest that cannot be trusted has no trustworthy time: each is
 	// reported, wherever it sorts.
 	for _, e := range entries {
@@ -167,7 +168,7 @@ func restoreNewest(ctx context.Context, dir, path string, entries []snapshotEntr
 		if accept != nil && !accept(&e.m) {
 			continue
 		}
-		problem, err := restoreOne(ctx, dir, path, &e.m, emptyFile)
+		problem, err := restoreOne(ctx, dir, path, &e.m, emptyFile, slow)
 		if err != nil {
 			return &e.m, skipped, err
 		}
@@ -183,7 +184,7 @@ func restoreNewest(ctx context.Context, dir, path string, entries []snapshotEntr
 // restoreOne copies and verifies one snapshot into path. It returns what
 // is wrong with the snapshot, or an error when ctx ended or the local
 // side failed.
-func restoreOne(ctx context.Context, dir, path string, m *snapshotManifest, emptyFile bool) (string, error) {
+func restoreOne(ctx context.Context, dir, path string, m *snapshotManifest, emptyFile bool, slow time.Duration) (string, error) {
 	src, err := withinProbe(ctx, func() (*os.File, error) {
 		return os.OpenFile(filepath.Join(dir, m.File), os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	})
@@ -200,7 +201,11 @@ func restoreOne(ctx context.Context, dir, path string, m *snapshotManifest, empt
 		return "", fmt.Errorf("create %s: %w", tmpName, unwrapPathError(err))
 	}
 	defer os.Remove(tmpName) // gone after the rename; else never left behind
-	problem := checkAgainst(ctx, src, tmp, m)
+	var w io.Writer = tmp
+	if slow > 0 {
+		w = slowWriter{tmp, slow}
+	}
+	problem := checkAgainst(ctx, src, w, m)
 	if err := ctx.Err(); err != nil {
 		tmp.Close()
 		return "", err
@@ -231,6 +236,18 @@ func restoreOne(ctx context.Context, dir, path string, m *snapshotManifest, empt
 	}
 	syncDir(ctx, filepath.Dir(path))
 	return "", nil
+}
+
+// slowWriter waits before each write (a test seam: a mount slower than
+// Open's deadline).
+type slowWriter struct {
+	w    io.Writer
+	wait time.Duration
+}
+
+func (s slowWriter) Write(p []byte) (int, error) {
+	time.Sleep(s.wait)
+	return s.w.Write(p)
 }
 
 // restoreStrandedRecord puts the record of rows written while the

@@ -74,7 +74,7 @@ func (s *snapshotter) restoreStranded(ctx context.Context, db *DB, r Resolution)
 	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
 		return
 	}
-	m, skipped, err := restoreNewest(rctx, s.dir, path, entries[newest:], false, func(m *snapshotManifest) bool { return openStrandedPeriod(m.Stranded) })
+	m, skipped, err := restoreNewest(rctx, s.dir, path, entries[newest:], false, func(m *snapshotManifest) bool { return openStrandedPeriod(m.Stranded) }, 0)
 	switch {
 	case err != nil:
 		db.addReason(fmt.Sprintf("snapshot %s in %s holds rows written while the primary was not in use, but restoring it to %s to count them did not finish: %v", entries[newest].m.File, s.dir, path, err))
