@@ -161,6 +161,17 @@ func TestSnapshotEphemeralFollowsSnapshots(t *testing.T) {
 	assert.NotNil(t, h.Snapshot.Last)
 	assert.Less(t, h.Snapshot.AgeSeconds, 5.0)
 	assert.Positive(t, h.Snapshot.Size)
+
+	// The directory goes away: the next snapshot fails, and the data is
+	// ephemeral again.
+	require.NoError(t, os.RemoveAll(snaps))
+	failed := time.Now()
+	insertNotes(t, db, 10, 1)
+	require.Eventually(t, db.Ephemeral, 5*time.Second, 10*time.Millisecond)
+	h = db.Health(context.Background())
+	assert.Equal(t, "failing", h.Snapshot.State)
+	assert.True(t, h.Snapshot.LastErrorAt.After(failed))
+	assert.True(t, h.Ephemeral)
 }
 
 // TestSnapshotOnlyWhenChanged: no new snapshot while nothing is written.
