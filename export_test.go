@@ -53,5 +53,12 @@ func withSlowRestore(d time.Duration) Option {
 	return func(o *options) { o.slowCopy = d }
 }
 
+// withSnapshotCloseTimeout replaces the 3 s bound of Close's final
+// snapshot, for tests about the data rather than the bound on a machine
+// shared with other jobs.
+func withSnapshotCloseTimeout(d time.Duration) Option {
+	return func(o *options) { o.closeSnap = d }
+}
+
 // durableSnapshots treats every snapshot directory as durable.
 var durableSnapshots = withSnapshotFS(func(string, string) string { return "" })

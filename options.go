@@ -42,6 +42,7 @@ type options struct {
 	now        func() time.Time               // clock for corrupt-file names
 	snapshotFS func(dir, dbDir string) string // why a snapshot directory is not durable (nil: the real check)
 	slowCopy   time.Duration                  // a wait before each chunk a restore reads, to outlast a deadline
+	closeSnap  time.Duration                  // bound of Close's final snapshot (0: snapshotCloseTimeout)
 }
 
 func defaultOptions() options {

@@ -2,6 +2,7 @@ package dbfallback
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -47,6 +48,7 @@ type snapshotter struct {
 	logger   *slog.Logger
 	kind     func(dir, dbDir string) string // filesystem check seam (nil: the real one)
 	slowCopy time.Duration                  // test seam: a wait before each chunk a restore reads
+	closeIn  time.Duration                  // bound of the final snapshot
 	started  time.Time
 
 	mu   sync.Mutex
@@ -99,6 +101,7 @@ func newSnapshotter(o *options) *snapshotter {
 		logger:   o.logger,
 		kind:     o.snapshotFS,
 		slowCopy: o.slowCopy,
+		closeIn:  cmp.Or(o.closeSnap, snapshotCloseTimeout),
 		started:  time.Now(),
 		off:      set.problem,
 		others:   map[string]time.Time{},
@@ -407,7 +410,7 @@ func (s *snapshotter) finish() error {
 	if s == nil || s.conn == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), snapshotCloseTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.closeIn)
 	defer cancel()
 	result := make(chan error, 1)
 	go func() {
@@ -418,9 +421,9 @@ func (s *snapshotter) finish() error {
 	var err error
 	select {
 	case err = <-result:
-	case <-time.After(snapshotCloseTimeout + 250*time.Millisecond):
+	case <-time.After(s.closeIn + 250*time.Millisecond):
 		// A mount stuck in a system call: the copy ends on its own.
-		err = fmt.Errorf("did not finish within %s", snapshotCloseTimeout)
+		err = fmt.Errorf("did not finish within %s", s.closeIn)
 	}
 	if err == nil {
 		return nil
