@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -113,6 +114,7 @@ func TestSpaceSnapshotCrash(t *testing.T) {
 	ss := newSnapSpace(t)
 	port := freePort(t)
 	var lostPerRound []int
+	var ages []string // the last snapshot's age and duration just before each kill
 	acked := map[int64]time.Time{} // every note acknowledged and not yet found lost
 	for round := range rounds {
 		s := ss.start(t, port, interval.String())
@@ -150,6 +152,17 @@ func TestSpaceSnapshotCrash(t *testing.T) {
 			}()
 		}
 		time.Sleep(1500 * time.Millisecond)
+		if _, body := s.do("GET", "/readyz", ""); strings.Contains(body, `"snapshot"`) {
+			var h struct {
+				Snapshot struct {
+					AgeSeconds float64 `json:"age_seconds"`
+					TookMS     float64 `json:"took_ms"`
+				}
+			}
+			if json.Unmarshal([]byte(body), &h) == nil {
+				ages = append(ages, fmt.Sprintf("%.2fs/%.0fms", h.Snapshot.AgeSeconds, h.Snapshot.TookMS))
+			}
+		}
 		killed := time.Now()
 		require.NoError(t, s.cmd.Process.Signal(syscall.SIGKILL))
 		<-s.exited
@@ -185,6 +198,7 @@ func TestSpaceSnapshotCrash(t *testing.T) {
 		parts[i] = strconv.Itoa(n)
 	}
 	t.Logf("acknowledged notes lost per SIGKILL round (sorted): %s", strings.Join(parts, " "))
+	t.Logf("last snapshot's age/duration just before each kill: %s", strings.Join(ages, " "))
 }
 
 // noteIDsAll reads every note's id from the running server's SQLite
