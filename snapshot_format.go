@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -301,10 +300,4 @@ func libraryVersion() string {
 		}
 	}
 	return "unknown"
-}
-
-// parseSeq reads a snapshot's sequence number ("000012").
-func parseSeq(s string) (int64, bool) {
-	n, err := strconv.ParseInt(s, 10, 64)
-	return n, err == nil && n > 0
 }
