@@ -114,7 +114,7 @@ func TestSpaceSnapshotCrash(t *testing.T) {
 	ss := newSnapSpace(t)
 	port := freePort(t)
 	var lostPerRound []int
-	var ages []string // the last snapshot's age and duration just before each kill
+	var ages []string              // the last snapshot's age and duration just before each kill
 	acked := map[int64]time.Time{} // every note acknowledged and not yet found lost
 	for round := range rounds {
 		s := ss.start(t, port, interval.String())
