@@ -36,7 +36,7 @@ func snapBenchDB(b *testing.B, mb int) (*DB, snapEnv) {
 	e := snapEnv{dbPath: filepath.Join(root, "local", "notes.db"), snaps: filepath.Join(root, "bucket")}
 	require.NoError(b, os.MkdirAll(e.snaps, 0o700))
 	db, err := Open(context.Background(), env(), WithSQLitePath(e.dbPath), WithStrategy(SQLiteOnly),
-		WithSnapshotDir(e.snaps), WithSnapshotInterval(time.Hour), durableSnapshots)
+		WithSnapshotDir(e.snaps), WithSnapshotInterval(time.Hour), durableSnapshots, withSnapshotCloseTimeout(time.Hour))
 	require.NoError(b, err)
 	_, err = db.Exec("CREATE TABLE blobs (id INTEGER PRIMARY KEY, b BLOB)")
 	require.NoError(b, err)
@@ -95,8 +95,9 @@ func BenchmarkSnapshotRestore(b *testing.B) {
 		b.Run(sz.name, func(b *testing.B) {
 			skip1GB(b, sz.mb)
 			db, e := snapBenchDB(b, sz.mb)
-			m, err := db.snap.take(context.Background(), 1)
+			_, err := db.snap.snapshotIfChanged(context.Background())
 			require.NoError(b, err)
+			m := db.snap.last
 			require.NoError(b, db.Close())
 			dst := filepath.Join(b.TempDir(), "restored.db")
 			b.ResetTimer()
