@@ -58,8 +58,10 @@ type snapshotter struct {
 	// dirState is the directory's check at start.
 	dirState snapshotDirState
 	lineage  []string
-	// restored is the snapshot Open restored the database from.
-	restored *snapshotManifest
+	// restored is the snapshot Open restored the database from, into
+	// restoredPath.
+	restored     *snapshotManifest
+	restoredPath string
 	// restoring counts restores under way, restoringPath the last begun:
 	// one that Open gave up on may still run when the DB starts.
 	restoring     int
@@ -131,6 +133,12 @@ func (s *snapshotter) start(db *DB) {
 	s.mu.Lock()
 	if s.restoring > 0 && s.off == "" {
 		s.off = s.cutShortNote(s.restoringPath)
+	}
+	if s.restored != nil && s.restoredPath != t.Path && s.off == "" {
+		// The snapshot went to a location Open did not end up using (it
+		// gave up on it, or it failed after): this database lacks its data.
+		s.off = fmt.Sprintf("snapshots of this process are off: snapshot %s was restored to %s, which Open did not use, and a snapshot of %s, which lacks its data, would hide it in %s (it is kept for the next start)",
+			s.restored.File, s.restoredPath, t, s.dir)
 	}
 	s.mu.Unlock()
 	if t.Dialect != SQLite || t.Memory {

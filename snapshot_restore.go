@@ -77,7 +77,7 @@ func (s *snapshotter) restoreBefore(ctx context.Context, path string, emptyFile 
 	var notes []string
 	if m != nil {
 		s.mu.Lock()
-		s.restored = m
+		s.restored, s.restoredPath = m, path
 		s.lineage = append(append([]string(nil), m.Lineage...), m.Writer)
 		others := otherWritersAt(entries, m)
 		for w, at := range others {
