@@ -3,14 +3,23 @@ package dbfallback
 import (
 	"bytes"
 	"context"
+	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -392,5 +401,180 @@ func atkRenderDB(t *testing.T, db *DB) []atkRendering {
 		body, _ := io.ReadAll(rec.Result().Body)
 		rs = append(rs, atkRendering{"HealthHandler " + m, string(body) + "\n" + strings.Join(rec.Result().Header.Values("Content-Type"), "")})
 	}
+	return rs
+}
+
+// TestAttackSecretsServerEcho: a server (a proxy, a pooler, a fork) that
+// answers the password with an error quoting it, whole, cut short or
+// escaped: Open's attempts, reason, log and health must not repeat it.
+func TestAttackSecretsServerEcho(t *testing.T) {
+	const pw = `Kq3'Vb"W9z\Jh`
+	tests := []struct {
+		name string
+		echo func(got string) string
+	}{
+		{"whole", func(got string) string { return `password "` + got + `" is wrong` }},
+		{"SQL-quoted", func(got string) string { return `password '` + strings.ReplaceAll(got, `'`, `''`) + `' is wrong` }},
+		{"Go-quoted", func(got string) string { return "password " + strconv.Quote(got) + " is wrong" }},
+		{"JSON", func(got string) string { j, _ := json.Marshal(got); return "password " + string(j) }},
+		{"cut short", func(got string) string { return "password starting " + got[:7] + "… is wrong" }},
+		{"tail", func(got string) string { return "password ending " + got[len(got)-6:] + " is wrong" }},
+		{"percent", func(got string) string { return "password " + url.QueryEscape(got) }},
+		{"hex", func(got string) string { return "password " + hex.EncodeToString([]byte(got)) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := atkEchoServer(t, tt.echo)
+			dir := t.TempDir()
+			var logs bytes.Buffer
+			logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			raw := "postgres://u:" + url.PathEscape(pw) + "@" + addr + "/app?sslmode=disable"
+			db, err := Open(context.Background(), WithURL(raw), WithEnvVars(), WithSQLitePath(filepath.Join(dir, "fb.db")),
+				withDataDir(filepath.Join(dir, "nodata")), WithLogger(logger), WithConnectTimeout(2*time.Second),
+				WithLookupEnv(func(string) (string, bool) { return "", false }))
+			require.NoError(t, err)
+			require.True(t, db.Fallback())
+			rs := atkRenderDB(t, db)
+			require.NoError(t, db.Close())
+			rs = append(rs, atkRendering{"Open log", logs.String()})
+			// The driver's own error, which an Attempt's error wraps for
+			// errors.As (a *pgconn.PgError), holds what the server said:
+			// only the Attempt's own text is redacted.
+			rs = slices.DeleteFunc(rs, func(r atkRendering) bool { return strings.HasSuffix(r.channel, " chain") })
+			// The server really answered: its error is the attempt's.
+			require.Contains(t, db.Reason(), "28P01")
+			atkCheck(t, []string{pw}, nil, rs)
+		})
+	}
+}
+
+// atkEchoServer listens on loopback and speaks just enough of the
+// PostgreSQL protocol to ask for a cleartext password and answer it with
+// a FATAL error whose message echo makes from the password. It serves
+// until the test ends.
+func atkEchoServer(t *testing.T, echo func(string) string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				var n uint32
+				if binary.Read(c, binary.BigEndian, &n) != nil || n < 8 || n > 1<<16 {
+					return
+				}
+				if _, err := io.ReadFull(c, make([]byte, n-4)); err != nil {
+					return
+				}
+				_, _ = c.Write([]byte{'R', 0, 0, 0, 8, 0, 0, 0, 3}) // cleartext password, please
+				hdr := make([]byte, 5)
+				if _, err := io.ReadFull(c, hdr); err != nil || hdr[0] != 'p' {
+					return
+				}
+				body := make([]byte, binary.BigEndian.Uint32(hdr[1:])-4)
+				if _, err := io.ReadFull(c, body); err != nil {
+					return
+				}
+				got := strings.TrimSuffix(string(body), "\x00")
+				var msg bytes.Buffer
+				for _, f := range []struct {
+					code byte
+					val  string
+				}{{'S', "FATAL"}, {'V', "FATAL"}, {'C', "28P01"}, {'M', echo(got)}} {
+					msg.WriteByte(f.code)
+					msg.WriteString(f.val)
+					msg.WriteByte(0)
+				}
+				msg.WriteByte(0)
+				out := []byte{'E', 0, 0, 0, 0}
+				binary.BigEndian.PutUint32(out[1:], uint32(msg.Len()+4))
+				_, _ = c.Write(append(out, msg.Bytes()...))
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestAttackSecretsRealServer: the real PostgreSQL rejecting a password
+// with quotes and backslashes, an unknown user and database, and, with the
+// right password, the errors a service meets once its connection dies
+// (inside Tx, and on the pool) must not show the password either.
+func TestAttackSecretsRealServer(t *testing.T) {
+	const pw = `Kq3'Vb"W9z\Jh`
+	base, err := Validate(testPostgresURL(t))
+	require.NoError(t, err)
+	right, _ := base.Password()
+	tests := []struct {
+		name, url, secret string
+		fallback          bool
+	}{
+		{"wrong password", pgURLWith(t, "", 0, "", pw, ""), pw, true},
+		{"unknown user", pgURLWith(t, "", 0, "nouser_Wp4NcY7sLm", pw, ""), pw, true},
+		{"unknown database", pgURLWith(t, "", 0, "", pw+"x", "nodb_Wp4NcY7sLm"), pw + "x", true},
+		{"right password", pgURLWith(t, "", 0, "", "", ""), right, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var logs bytes.Buffer
+			logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			db, err := Open(context.Background(), WithURL(tt.url), WithEnvVars(), WithSQLitePath(filepath.Join(dir, "fb.db")),
+				withDataDir(filepath.Join(dir, "nodata")), WithLogger(logger),
+				WithLookupEnv(func(string) (string, bool) { return "", false }))
+			require.NoError(t, err)
+			defer db.Close()
+			require.Equal(t, tt.fallback, db.Fallback(), db.Reason())
+			rs := atkRenderDB(t, db)
+			if !tt.fallback {
+				rs = append(rs, atkDeadConnErrors(t, db)...)
+			}
+			rs = append(rs, atkRendering{"Open log", logs.String()})
+			atkCheck(t, []string{tt.secret}, nil, rs)
+		})
+	}
+}
+
+// atkDeadConnErrors kills the backend under a transaction and a pinned
+// connection and returns the errors the service then sees.
+func atkDeadConnErrors(t *testing.T, db *DB) []atkRendering {
+	ctx := context.Background()
+	var rs []atkRendering
+	kill := func(pid int) {
+		_, err := db.ExecContext(ctx, "SELECT pg_terminate_backend($1)", pid)
+		require.NoError(t, err)
+	}
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
+		var pid int
+		if err := tx.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+			return err
+		}
+		kill(pid)
+		_, err := tx.ExecContext(ctx, "SELECT 1")
+		return err
+	})
+	require.Error(t, err)
+	rs = append(rs, atkRenderErr("Tx after kill", err)...)
+
+	conn, err := db.Conn(ctx)
+	require.NoError(t, err)
+	var pid int
+	require.NoError(t, conn.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid))
+	kill(pid)
+	_, err = conn.ExecContext(ctx, "SELECT 1")
+	require.Error(t, err)
+	rs = append(rs, atkRenderErr("Conn after kill", err)...)
+	_ = conn.Close()
+	rs = append(rs, atkRender("Health after kill", db.Health(ctx))...)
 	return rs
 }

@@ -1,7 +1,9 @@
 package dbfallback
 
 import (
+	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -271,19 +273,92 @@ func shorten(out string) string {
 // match ordinary words and cannot be told apart from them.
 const minScrubLen = 4
 
-// scrubSecrets removes every occurrence of each secret (raw and
-// percent-encoded) from text, such as a driver's error message.
+// scrubSecrets removes each secret from text, such as a driver's error
+// message or one a server sent: every occurrence, and every part of
+// minScrubLen bytes or more, of the secret as written, percent-encoded,
+// SQL-quoted ('' for '), Go- or JSON-quoted, and in hex. A server that
+// quotes the password cut short or escaped shows no recognisable part of
+// it. It fails safe: text that merely shares 4 bytes with a secret (a
+// dictionary-word password and "password authentication failed") is
+// masked too.
 func scrubSecrets(text string, secrets ...string) string {
+	var windows map[uint32]struct{}
 	for _, s := range secrets {
 		if len(s) < minScrubLen {
 			continue
 		}
-		text = strings.ReplaceAll(text, s, redactedMask)
-		if enc := escapeComponent(s); enc != s {
-			text = strings.ReplaceAll(text, enc, redactedMask)
+		text = strings.ReplaceAll(text, s, redactedMask) // a long secret, whole
+		if windows == nil {
+			windows = make(map[uint32]struct{})
+		}
+		for _, form := range quotedForms(s) {
+			addWindows(windows, form)
 		}
 	}
-	return text
+	if len(windows) == 0 || len(text) < minScrubLen {
+		return text
+	}
+	var mask []bool
+	for i := 0; i+minScrubLen <= len(text); i++ {
+		if _, ok := windows[window(text[i:])]; ok {
+			if mask == nil {
+				mask = make([]bool, len(text))
+			}
+			for j := i; j < i+minScrubLen; j++ {
+				mask[j] = true
+			}
+		}
+	}
+	if mask == nil {
+		return text
+	}
+	var b strings.Builder
+	for i := 0; i < len(text); {
+		if mask[i] {
+			b.WriteString(redactedMask)
+			for i < len(text) && mask[i] {
+				i++
+			}
+			continue
+		}
+		b.WriteByte(text[i])
+		i++
+	}
+	return b.String()
+}
+
+// quotedForms lists the ways a message may quote secret s.
+func quotedForms(s string) []string {
+	quoted := strconv.Quote(s)
+	return []string{s, escapeComponent(s), strings.ReplaceAll(s, "'", "''"),
+		quoted[1 : len(quoted)-1], strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `"`, `\"`),
+		hex.EncodeToString([]byte(s)), strings.ToUpper(hex.EncodeToString([]byte(s)))}
+}
+
+// maxWindowed bounds how much of each end of a long secret (a 1 MB
+// password) scrubSecrets indexes in parts; the whole secret is still
+// replaced where it appears whole.
+const maxWindowed = 16 << 10
+
+// addWindows adds every minScrubLen-byte part of form to set: all of
+// them for a secret of ordinary length, those of its ends for a huge one.
+func addWindows(set map[uint32]struct{}, form string) {
+	add := func(part string) {
+		for i := 0; i+minScrubLen <= len(part); i++ {
+			set[window(part[i:])] = struct{}{}
+		}
+	}
+	if len(form) <= 2*maxWindowed {
+		add(form)
+		return
+	}
+	add(form[:maxWindowed])
+	add(form[len(form)-maxWindowed:])
+}
+
+// window packs the first minScrubLen (4) bytes of s.
+func window(s string) uint32 {
+	return uint32(s[0])<<24 | uint32(s[1])<<16 | uint32(s[2])<<8 | uint32(s[3])
 }
 
 // plausibleTail reports whether s reads as what follows the user
