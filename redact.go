@@ -276,7 +276,7 @@ const minScrubLen = 4
 // scrubSecrets removes each secret from text, such as a driver's error
 // message or one a server sent: every occurrence, and every part of
 // minScrubLen bytes or more, of the secret as written, percent-encoded,
-// SQL-quoted (” for '), Go- or JSON-quoted, and in hex. A server that
+// SQL-quoted (each quote doubled), Go- or JSON-quoted, and in hex. A server that
 // quotes the password cut short or escaped shows no recognisable part of
 // it. It fails safe: text that merely shares 4 bytes with a secret (a
 // dictionary-word password and "password authentication failed") is
