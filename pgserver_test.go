@@ -29,6 +29,7 @@ type pgServer struct {
 	port     int
 	cred     *syscall.Credential
 	maxConns int
+	settings []string // more -c name=value server settings (see pgpair_test.go)
 }
 
 // pgBinDir finds the newest PostgreSQL server binaries.
@@ -43,10 +44,10 @@ func pgBinDir() string {
 	return ""
 }
 
-// startPGServer starts a throwaway server, or skips when PostgreSQL is not
-// installed and no test database is configured (CI installs it, so there
-// the test runs).
-func startPGServer(tb testing.TB) *pgServer {
+// pgServerBin returns the server binaries' directory, or skips when
+// PostgreSQL is not installed and no test database is configured (CI
+// installs it, so there the test runs).
+func pgServerBin(tb testing.TB) string {
 	tb.Helper()
 	bin := pgBinDir()
 	if bin == "" {
@@ -55,6 +56,14 @@ func startPGServer(tb testing.TB) *pgServer {
 		}
 		tb.Skip("needs PostgreSQL server binaries (apt-get install postgresql; .ci/run does)")
 	}
+	return bin
+}
+
+// newPGServer makes the temporary directory of a server on a free port,
+// owned by the postgres user when the test runs as root; nothing is in it
+// yet.
+func newPGServer(tb testing.TB, bin string) *pgServer {
+	tb.Helper()
 	base, err := os.MkdirTemp("", "dbfallback-pg-")
 	require.NoError(tb, err)
 	tb.Cleanup(func() { os.RemoveAll(base) })
@@ -67,6 +76,15 @@ func startPGServer(tb testing.TB) *pgServer {
 		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		require.NoError(tb, os.Chown(base, uid, gid))
 	}
+	return s
+}
+
+// startPGServer starts a throwaway server, or skips when PostgreSQL is not
+// installed and no test database is configured (CI installs it, so there
+// the test runs).
+func startPGServer(tb testing.TB) *pgServer {
+	tb.Helper()
+	s := newPGServer(tb, pgServerBin(tb))
 	s.run("initdb", "-D", s.dataDir, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
 	s.start()
 	tb.Cleanup(func() { s.stop("immediate") })
@@ -88,6 +106,9 @@ func (s *pgServer) start() {
 	s.tb.Helper()
 	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -c port=%d -c unix_socket_directories=%s -c fsync=off -c max_connections=%d -c superuser_reserved_connections=1",
 		s.port, s.sockDir, s.maxConns)
+	for _, kv := range s.settings {
+		opts += " -c " + kv
+	}
 	s.run("pg_ctl", "-D", s.dataDir, "-o", opts, "-l", filepath.Join(s.sockDir, "log"), "-w", "-t", "30", "start")
 }
 
