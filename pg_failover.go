@@ -1,0 +1,243 @@
+package dbfallback
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// pg_failover.go: what the PostgreSQL pool does so that a failover, or a
+// host that stops answering, costs callers as little as possible. Measured
+// against a real primary/standby pair (RELIABILITY.md, "Failover"):
+//
+//   - A connection opened on a writable server is closed before its next
+//     use once that server reports being read-only (PostgreSQL 14 and
+//     later report it on every connection, without a query): an old
+//     primary fenced read-only after a failover, or a server put in
+//     read-only mode, would otherwise keep failing writes with SQLSTATE
+//     25006 on every pooled connection until ConnMaxLifetime (30 min).
+//     Each such connection fails at most the one statement that saw the
+//     change; the next connection goes through target_session_attrs again.
+//   - With several hosts and a target_session_attrs that makes pgx check
+//     each server's role, new connections try first the host the last
+//     connection reached: after a failover whose old primary hangs (a lost
+//     machine, a network partition), only the first new connection waits
+//     out its connect timeout on it, not every one.
+//   - With several hosts, the connect timeout bounds a whole connection
+//     attempt: each host gets an equal share of it (libpq gives each host
+//     all of it), so a silent first host cannot use up the time Open has
+//     for the primary and leave a live second host untried.
+
+// pgConnector returns the database/sql connector for cfg: pgx's, with the
+// hooks above unless o.pgPlain, and in pooler mode prepared statements that
+// name nothing on the server (pg_pooler.go).
+func pgConnector(o *options, cfg *pgx.ConnConfig) driver.Connector {
+	shareConnectTimeout(cfg)
+	if o.pgPlain {
+		return stdlib.GetConnector(*cfg)
+	}
+	w := &writableWatch{logger: o.logger}
+	hp := newHostPreference(cfg)
+	opts := []stdlib.OptionOpenDB{
+		stdlib.OptionAfterConnect(func(_ context.Context, c *pgx.Conn) error {
+			w.opened(c)
+			hp.reached(c)
+			return nil
+		}),
+		stdlib.OptionResetSession(func(_ context.Context, c *pgx.Conn) error {
+			return w.check(c)
+		}),
+	}
+	if hp != nil {
+		opts = append(opts, stdlib.OptionBeforeConnect(hp.order))
+	}
+	c := stdlib.GetConnector(*cfg, opts...)
+	if poolerMode(cfg) {
+		return poolerConnector{c}
+	}
+	return c
+}
+
+// shareConnectTimeout gives each distinct host of cfg an equal share of
+// its connect timeout (see the top of this file).
+func shareConnectTimeout(cfg *pgx.ConnConfig) {
+	hosts := map[string]bool{}
+	for _, fb := range append([]*pgconn.FallbackConfig{{Host: cfg.Host, Port: cfg.Port}}, cfg.Fallbacks...) {
+		_, addr := pgconn.NetworkAddress(fb.Host, fb.Port)
+		hosts[addr] = true
+	}
+	if n := len(hosts); n > 1 && cfg.ConnectTimeout > 0 {
+		cfg.ConnectTimeout = max(cfg.ConnectTimeout/time.Duration(n), time.Millisecond)
+	}
+}
+
+// writableKey marks, in a connection's pgconn custom data, a connection
+// opened on a writable server.
+const writableKey = "dbfallback.opened-writable"
+
+// writableWatch closes connections whose server turned read-only.
+type writableWatch struct {
+	logger *slog.Logger
+}
+
+// opened records whether the server of a new connection was writable:
+// neither a hot standby nor read-only by default. Servers before
+// PostgreSQL 14 do not report these settings; their connections are
+// never marked, and never closed for this.
+func (w *writableWatch) opened(c *pgx.Conn) {
+	pc := c.PgConn()
+	if pc.ParameterStatus("in_hot_standby") == "off" && pc.ParameterStatus("default_transaction_read_only") == "off" {
+		pc.CustomData()[writableKey] = true
+	}
+}
+
+// check is run by database/sql before it reuses a connection: a
+// connection opened writable whose server now reports read-only is bad,
+// so database/sql closes it and takes another.
+func (w *writableWatch) check(c *pgx.Conn) error {
+	pc := c.PgConn()
+	if pc.CustomData()[writableKey] != true {
+		return nil
+	}
+	if pc.ParameterStatus("in_hot_standby") == "on" || pc.ParameterStatus("default_transaction_read_only") == "on" {
+		w.logger.Warn("dbfallback: closed a connection whose server turned read-only (a failover or a fenced primary?); new connections go through target_session_attrs again",
+			"server", remoteAddr(pc))
+		return driver.ErrBadConn
+	}
+	return nil
+}
+
+// remoteAddr is the address a connection reached ("" when unknown).
+func remoteAddr(pc *pgconn.PgConn) string {
+	if nc := pc.Conn(); nc != nil && nc.RemoteAddr() != nil {
+		return nc.RemoteAddr().String()
+	}
+	return ""
+}
+
+// hostPreference remembers the server the last connection reached and
+// puts the hosts leading to it first. It applies only where the order of
+// hosts cannot change which server is chosen, only how fast: several
+// hosts, and a target_session_attrs that makes pgx check each server
+// (pgx then sets ValidateConnect). With target_session_attrs=any the
+// first host that answers wins, so the URL's order is kept.
+type hostPreference struct {
+	lookup pgconn.LookupFunc
+
+	mu    sync.Mutex
+	addrs map[string][]string // host name → what its last lookup returned
+	last  string              // the address the last connection reached
+}
+
+// newHostPreference returns nil where it does not apply; otherwise it
+// wraps cfg's LookupFunc to learn which addresses each host name has.
+func newHostPreference(cfg *pgx.ConnConfig) *hostPreference {
+	if len(cfg.Fallbacks) == 0 || cfg.ValidateConnect == nil {
+		return nil
+	}
+	h := &hostPreference{lookup: cfg.LookupFunc, addrs: map[string][]string{}}
+	if h.lookup == nil {
+		h.lookup = net.DefaultResolver.LookupHost
+	}
+	cfg.LookupFunc = h.lookupHost
+	return h
+}
+
+func (h *hostPreference) lookupHost(ctx context.Context, host string) ([]string, error) {
+	addrs, err := h.lookup(ctx, host)
+	if err == nil {
+		h.mu.Lock()
+		h.addrs[host] = addrs
+		h.mu.Unlock()
+	}
+	return addrs, err
+}
+
+// reached records the server a new connection reached.
+func (h *hostPreference) reached(c *pgx.Conn) {
+	if h == nil {
+		return
+	}
+	if addr := remoteAddr(c.PgConn()); addr != "" {
+		h.mu.Lock()
+		h.last = addr
+		h.mu.Unlock()
+	}
+}
+
+// order is a BeforeConnect hook: it moves the hosts that lead to the last
+// server reached to the front, keeping the order of the others. cfg is a
+// shallow copy; its Fallbacks are replaced, never modified in place.
+func (h *hostPreference) order(_ context.Context, cfg *pgx.ConnConfig) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.last == "" {
+		return nil
+	}
+	all := append([]*pgconn.FallbackConfig{{Host: cfg.Host, Port: cfg.Port, TLSConfig: cfg.TLSConfig}}, cfg.Fallbacks...)
+	var first, rest []*pgconn.FallbackConfig
+	for _, fb := range all {
+		if h.leadsToLast(fb) {
+			first = append(first, fb)
+		} else {
+			rest = append(rest, fb)
+		}
+	}
+	if len(first) == 0 || first[0] == all[0] {
+		return nil
+	}
+	ordered := append(first, rest...)
+	cfg.Host, cfg.Port, cfg.TLSConfig = ordered[0].Host, ordered[0].Port, ordered[0].TLSConfig
+	cfg.Fallbacks = ordered[1:]
+	return nil
+}
+
+// leadsToLast reports whether fb's host reaches the last server: a socket
+// directory by its path, a host name by what its last lookup returned (an
+// IP address looks up as itself).
+func (h *hostPreference) leadsToLast(fb *pgconn.FallbackConfig) bool {
+	if _, addr := pgconn.NetworkAddress(fb.Host, fb.Port); addr == h.last {
+		return true
+	}
+	for _, a := range h.addrs[fb.Host] {
+		if _, _, err := net.SplitHostPort(a); err == nil {
+			if a == h.last {
+				return true
+			}
+			continue
+		}
+		if _, addr := pgconn.NetworkAddress(a, fb.Port); addr == h.last {
+			return true
+		}
+	}
+	return false
+}
+
+// pingServer pings a PostgreSQL pool as PingContext does, on one
+// connection, and returns the address of the server that answered.
+func pingServer(ctx context.Context, db *sql.DB) (string, error) {
+	c, err := db.Conn(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	if err := c.PingContext(ctx); err != nil {
+		return "", err
+	}
+	var addr string
+	c.Raw(func(dc any) error {
+		if pc, ok := dc.(interface{ Conn() *pgx.Conn }); ok {
+			addr = remoteAddr(pc.Conn().PgConn())
+		}
+		return nil
+	})
+	return addr, nil
+}
