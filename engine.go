@@ -95,7 +95,7 @@ func openPostgres(ctx context.Context, o *options, r Resolution, t Target, timeo
 	o.pool.withDefaults(postgresPool).apply(db)
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := db.PingContext(pctx); err != nil {
+	if _, err := pingServer(pctx, db); err != nil {
 		db.Close()
 		if pctx.Err() != nil && ctx.Err() == nil {
 			err = &timeoutError{after: timeout, err: err}

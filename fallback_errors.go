@@ -85,6 +85,9 @@ func IsPermanent(err error) bool {
 // Hugging Face Space, that most outbound ports are blocked.
 func describeFailure(r Resolution, t Target, err error) error {
 	msg := scrubSecrets(err.Error(), secretsOf(t)...)
+	if t.Dialect == Postgres && poolerTarget(t) && isTimeout(err) {
+		msg += " (" + poolerWaitHint + ")"
+	}
 	if r.InSpace() && t.Dialect == Postgres && isTimeout(err) {
 		for _, h := range t.Hosts {
 			if !h.IsSocket() && h.Port != 80 && h.Port != 443 && h.Port != 8080 {

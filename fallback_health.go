@@ -79,6 +79,12 @@ func (db *DB) Health(ctx context.Context) Health {
 	if err != nil {
 		h.Status = "down"
 		h.Error = scrubSecrets(err.Error(), secretsOf(db.target)...)
+		if isTimeout(err) {
+			h.Error = "no answer within " + time.Since(start).Round(time.Millisecond).String() + ": " + h.Error
+			if db.target.Dialect == Postgres && poolerTarget(db.target) {
+				h.Error += " (" + poolerWaitHint + ")"
+			}
+		}
 	}
 	h.Stranded = db.Stranded()
 	if state, detail := db.integrity.get(); state != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -221,23 +222,38 @@ func (h *hostPreference) leadsToLast(fb *pgconn.FallbackConfig) bool {
 	return false
 }
 
-// pingServer pings a PostgreSQL pool as PingContext does, on one
-// connection, and returns the address of the server that answered.
-func pingServer(ctx context.Context, db *sql.DB) (string, error) {
+// pingServer pings a PostgreSQL pool as PingContext does, and returns
+// the address of the server that answered. Unlike PingContext, whose
+// driver turns every failure into driver.ErrBadConn, it returns the
+// error the server or the pooler sent (PgBouncer's "server login has been
+// failing", a timeout). A ping that fails on a connection that was lost
+// while idle is tried once more, as database/sql does, unless ctx is done.
+func pingServer(ctx context.Context, db *sql.DB) (addr string, err error) {
+	for range 2 {
+		if addr, err = pingOnce(ctx, db); err == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	return addr, err
+}
+
+func pingOnce(ctx context.Context, db *sql.DB) (string, error) {
 	c, err := db.Conn(ctx)
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
-	if err := c.PingContext(ctx); err != nil {
-		return "", err
-	}
 	var addr string
-	c.Raw(func(dc any) error {
-		if pc, ok := dc.(interface{ Conn() *pgx.Conn }); ok {
-			addr = remoteAddr(pc.Conn().PgConn())
+	err = c.Raw(func(dc any) error {
+		pc, ok := dc.(interface{ Conn() *pgx.Conn })
+		if !ok {
+			return fmt.Errorf("dbfallback: ping: unexpected driver connection %T", dc)
 		}
+		if err := pc.Conn().Ping(ctx); err != nil {
+			return err
+		}
+		addr = remoteAddr(pc.Conn().PgConn())
 		return nil
 	})
-	return addr, nil
+	return addr, err
 }

@@ -39,6 +39,24 @@ func poolerMode(cfg *pgx.ConnConfig) bool {
 	return cfg.DefaultQueryExecMode == pgx.QueryExecModeExec || cfg.DefaultQueryExecMode == pgx.QueryExecModeSimpleProtocol
 }
 
+// poolerTarget reports pooler mode from a validated target, as
+// poolerMode does from pgx's config.
+func poolerTarget(t Target) bool {
+	switch t.Params["default_query_exec_mode"] {
+	case "exec", "simple_protocol":
+		return true
+	}
+	return false
+}
+
+// poolerWaitHint explains a timeout through a pooler: PgBouncer finishes
+// a client's login from what it knows and then holds its queries while
+// the server behind it does not answer; a login it cannot finish it holds
+// until client_login_timeout.
+const poolerWaitHint = "through a connection pooler (the URL says pgbouncer=true or default_query_exec_mode=exec): " +
+	"PgBouncer holds logins and queries while the database server behind it is down or unreachable from it, " +
+	"for up to client_login_timeout (60s by default) and query_wait_timeout (120s), so a timeout here usually means that server is down"
+
 // poolerConnector makes connections whose Prepare names nothing on the
 // server.
 type poolerConnector struct{ driver.Connector }
@@ -52,11 +70,15 @@ func (c poolerConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	return &poolerConn{dc.(*stdlib.Conn)}, nil
 }
 
+// stdlibConn names the embedded connection so that its Conn method is
+// promoted (a field named Conn would hide it).
+type stdlibConn = stdlib.Conn
+
 // poolerConn is pgx's stdlib connection with unnamed prepared statements.
 // It has every method of *stdlib.Conn, Conn() *pgx.Conn included, so code
 // reaching pgx through sql.Conn.Raw works when it asserts
 // interface{ Conn() *pgx.Conn } (not when it asserts *stdlib.Conn).
-type poolerConn struct{ *stdlib.Conn }
+type poolerConn struct{ *stdlibConn }
 
 // Prepare implements driver.Conn.
 func (c *poolerConn) Prepare(query string) (driver.Stmt, error) {
@@ -66,7 +88,7 @@ func (c *poolerConn) Prepare(query string) (driver.Stmt, error) {
 // PrepareContext prepares the unnamed statement to check query and learn
 // its parameters; nothing stays on the server.
 func (c *poolerConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	pc := c.Conn.Conn().PgConn()
+	pc := c.Conn().PgConn()
 	if pc.IsClosed() {
 		return nil, driver.ErrBadConn
 	}
@@ -74,7 +96,7 @@ func (c *poolerConn) PrepareContext(ctx context.Context, query string) (driver.S
 	if err != nil {
 		return nil, err
 	}
-	return &poolerStmt{conn: c.Conn, sd: sd}, nil
+	return &poolerStmt{conn: c.stdlibConn, sd: sd}, nil
 }
 
 // poolerStmt runs its SQL text each time, in the URL's exec mode.

@@ -77,3 +77,24 @@ func (s *pgServer) queryInt(query string) int64 {
 	require.NoError(s.tb, db.QueryRowContext(ctx, query).Scan(&n))
 	return n
 }
+
+// queryInts runs a query returning one integer column as the superuser.
+func (s *pgServer) queryInts(query string) []int64 {
+	s.tb.Helper()
+	db, err := sql.Open("pgx", s.url())
+	require.NoError(s.tb, err)
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rows, err := db.QueryContext(ctx, query)
+	require.NoError(s.tb, err)
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var n int64
+		require.NoError(s.tb, rows.Scan(&n))
+		out = append(out, n)
+	}
+	require.NoError(s.tb, rows.Err())
+	return out
+}

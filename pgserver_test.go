@@ -139,7 +139,14 @@ func freePort(tb testing.TB) int {
 // server.
 func silentListener(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return silentListenerOn(tb, 0)
+}
+
+// silentListenerOn is silentListener on a given port (0: any free one),
+// such as the port of a server that was just stopped.
+func silentListenerOn(tb testing.TB, port int) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	require.NoError(tb, err)
 	done := make(chan struct{})
 	var conns []net.Conn
