@@ -41,7 +41,7 @@ func pgURLWith(t *testing.T, host string, port int, user, password, db string) s
 	return fmt.Sprintf("postgres://%s:%s@%s:%d/%s?sslmode=disable", escapeComponent(user), escapeComponent(password), host, port, escapeComponent(db))
 }
 
-func openWith(t *testing.T, url string, opts ...Option) (*DB, time.Duration) {
+func openWith(t testing.TB, url string, opts ...Option) (*DB, time.Duration) {
 	t.Helper()
 	isolatedDirs(t)
 	start := time.Now()

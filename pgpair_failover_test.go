@@ -83,7 +83,7 @@ type failoverOptions struct {
 // applies the fault and promotes the standby, and reports what the writers
 // saw. Each writer inserts unique ids and pauses 10ms after an error, as a
 // client retrying would.
-func runFailover(t *testing.T, fo failoverOptions) failoverRun {
+func runFailover(t testing.TB, fo failoverOptions) failoverRun {
 	t.Helper()
 	pair := startPGPair(t, fo.sync)
 	p, s := pair.primary, pair.standby
@@ -262,7 +262,7 @@ func connectErrorKind(err error) string {
 }
 
 // report logs a run's figures.
-func (r failoverRun) report(t *testing.T, name string) {
+func (r failoverRun) report(t testing.TB, name string) {
 	t.Helper()
 	if !r.recovered {
 		t.Logf("%s: no write succeeded after the fault", name)

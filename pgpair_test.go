@@ -24,7 +24,7 @@ type pgPair struct {
 // copies it into a standby that streams from it, and waits until the
 // standby streams (synchronously, with sync). Both stop when the test
 // ends.
-func startPGPair(t *testing.T, sync bool) *pgPair {
+func startPGPair(t testing.TB, sync bool) *pgPair {
 	t.Helper()
 	p := &pgPair{primary: startPGServer(t), sync: sync}
 	appURL(t, p.primary)
