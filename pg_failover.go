@@ -226,24 +226,25 @@ func (h *hostPreference) leadsToLast(fb *pgconn.FallbackConfig) bool {
 // the address of the server that answered. Unlike PingContext, whose
 // driver turns every failure into driver.ErrBadConn, it returns the
 // error the server or the pooler sent (PgBouncer's "server login has been
-// failing", a timeout). A ping that fails on a connection that was lost
-// while idle is tried once more, as database/sql does, unless ctx is done.
-func pingServer(ctx context.Context, db *sql.DB) (addr string, err error) {
-	for range 2 {
-		if addr, err = pingOnce(ctx, db); err == nil || ctx.Err() != nil {
-			break
-		}
+// failing", a timeout). A ping that fails on a pooled connection (one
+// lost while idle) is tried once more on another, as database/sql does,
+// unless ctx is done; a failure to connect is not tried again.
+func pingServer(ctx context.Context, db *sql.DB) (string, error) {
+	addr, connected, err := pingOnce(ctx, db)
+	if err != nil && connected && ctx.Err() == nil {
+		addr, _, err = pingOnce(ctx, db)
 	}
 	return addr, err
 }
 
-func pingOnce(ctx context.Context, db *sql.DB) (string, error) {
+// pingOnce pings on one connection of db; connected reports that it got
+// one.
+func pingOnce(ctx context.Context, db *sql.DB) (addr string, connected bool, err error) {
 	c, err := db.Conn(ctx)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	defer c.Close()
-	var addr string
 	err = c.Raw(func(dc any) error {
 		pc, ok := dc.(interface{ Conn() *pgx.Conn })
 		if !ok {
@@ -255,5 +256,5 @@ func pingOnce(ctx context.Context, db *sql.DB) (string, error) {
 		addr = remoteAddr(pc.Conn().PgConn())
 		return nil
 	})
-	return addr, err
+	return addr, true, err
 }

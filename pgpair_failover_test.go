@@ -91,6 +91,10 @@ func runFailover(t testing.TB, fo failoverOptions) failoverRun {
 	db, _ := openWith(t, url, append([]Option{WithStrategy(PrimaryOnly), WithPool(PoolConfig{MaxOpenConns: 10, MaxIdleConns: 10})}, fo.opts...)...)
 	_, err := db.Exec("CREATE TABLE failover_writes (id bigint PRIMARY KEY)")
 	require.NoError(t, err)
+	// A statement prepared before the failover, used after it.
+	prepared, err := db.Prepare("INSERT INTO failover_writes VALUES ($1) RETURNING inet_server_port()")
+	require.NoError(t, err)
+	defer prepared.Close()
 
 	run := failoverRun{errs: map[string]int{}, standbyPort: s.port}
 	var (
@@ -186,6 +190,12 @@ func runFailover(t testing.TB, fo failoverOptions) failoverRun {
 		run.firstWrite, run.afterPromote, run.gap = first.Sub(faultAt), first.Sub(promotedAt), first.Sub(lastOld)
 	}
 	run.healthAfter = db.Health(context.Background())
+
+	if run.recovered {
+		var port int
+		require.NoError(t, prepared.QueryRow(-1).Scan(&port), "a statement prepared before the failover works after it")
+		assert.Equal(t, s.port, port)
+	}
 
 	if fo.newConns > 0 && run.recovered {
 		// Every call now opens a new connection, as a pool that grows or
@@ -360,4 +370,35 @@ func TestFailoverSilentOldPrimary(t *testing.T) {
 			assert.GreaterOrEqualf(t, d, share*9/10, "new connection %d waits on the silent host first", i)
 		}
 	})
+}
+
+// TestOpenDuringFailover: a service that starts while the primary is dead
+// and the standby not yet promoted waits for the promotion with
+// WithPrimaryWait (a refused host and a read-only standby are transient),
+// then opens the new primary.
+func TestOpenDuringFailover(t *testing.T) {
+	pair := startPGPair(t, false)
+	p, s := pair.primary, pair.standby
+	url := pair.url(p, s, "read-write")
+	p.stop("immediate")
+	type result struct {
+		db  *DB
+		err error
+	}
+	done := make(chan result, 1)
+	isolatedDirs(t)
+	go func() {
+		db, err := Open(context.Background(), env("DATABASE_URL", url), withDataDir(""),
+			WithStrategy(PrimaryOnly), WithPrimaryWait(30*time.Second))
+		done <- result{db, err}
+	}()
+	time.Sleep(time.Second) // Open is retrying: nothing is writable
+	pair.promote()
+	r := <-done
+	require.NoError(t, r.err)
+	defer r.db.Close()
+	assert.GreaterOrEqual(t, r.db.Attempts()[0].Tries, 2, "retried until the promotion")
+	h := r.db.Health(context.Background())
+	assert.Equal(t, "up", h.Status)
+	assert.Equal(t, fmt.Sprintf("127.0.0.1:%d", s.port), h.Server)
 }
