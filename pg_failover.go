@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,9 +30,10 @@ import (
 //     change; the next connection goes through target_session_attrs again.
 //   - With several hosts and a target_session_attrs that makes pgx check
 //     each server's role, new connections try first the host the last
-//     connection reached: after a failover whose old primary hangs (a lost
-//     machine, a network partition), only the first new connection waits
-//     out its connect timeout on it, not every one.
+//     connection reached, and last a host whose latest attempt hung: after
+//     a failover whose old primary hangs (a lost machine, a network
+//     partition, a provider that fences it silently), a connection waits
+//     out its share of the connect timeout on it once, not every time.
 //   - With several hosts, the connect timeout bounds a whole connection
 //     attempt: each host gets an equal share of it (libpq gives each host
 //     all of it), so a silent first host cannot use up the time Open has
@@ -124,31 +126,41 @@ func remoteAddr(pc *pgconn.PgConn) string {
 	return ""
 }
 
-// hostPreference remembers the server the last connection reached and
-// puts the hosts leading to it first. It applies only where the order of
+// hostPreference orders the hosts of each new connection: first those
+// leading to the server the last connection reached, then the others in
+// the URL's order, last those whose latest attempt hung until its share
+// of the connect timeout ran out. It applies only where the order of
 // hosts cannot change which server is chosen, only how fast: several
 // hosts, and a target_session_attrs that makes pgx check each server
 // (pgx then sets ValidateConnect). With target_session_attrs=any the
 // first host that answers wins, so the URL's order is kept.
 type hostPreference struct {
 	lookup pgconn.LookupFunc
+	dial   pgconn.DialFunc
+	share  time.Duration // each host's connect timeout
 
 	mu    sync.Mutex
 	addrs map[string][]string // host name → what its last lookup returned
 	last  string              // the address the last connection reached
+	hung  map[string]bool     // addresses whose latest attempt timed out
 }
 
 // newHostPreference returns nil where it does not apply; otherwise it
-// wraps cfg's LookupFunc to learn which addresses each host name has.
+// wraps cfg's LookupFunc, to learn which addresses each host name has,
+// and its DialFunc, to learn which attempts time out.
 func newHostPreference(cfg *pgx.ConnConfig) *hostPreference {
 	if len(cfg.Fallbacks) == 0 || cfg.ValidateConnect == nil {
 		return nil
 	}
-	h := &hostPreference{lookup: cfg.LookupFunc, addrs: map[string][]string{}}
+	h := &hostPreference{lookup: cfg.LookupFunc, dial: cfg.DialFunc, share: cfg.ConnectTimeout,
+		addrs: map[string][]string{}, hung: map[string]bool{}}
 	if h.lookup == nil {
 		h.lookup = net.DefaultResolver.LookupHost
 	}
-	cfg.LookupFunc = h.lookupHost
+	if h.dial == nil {
+		h.dial = (&net.Dialer{}).DialContext
+	}
+	cfg.LookupFunc, cfg.DialFunc = h.lookupHost, h.dialHost
 	return h
 }
 
@@ -162,6 +174,63 @@ func (h *hostPreference) lookupHost(ctx context.Context, host string) ([]string,
 	return addrs, err
 }
 
+// dialHost dials as the config did and watches the attempt's context,
+// which pgx gives each host (and ends, by cancelling it, when the
+// connection succeeds). The host hung when that context ends by its
+// deadline while the attempt is still under way, and that deadline gave
+// the attempt (nearly) its whole share: a caller's shorter deadline does
+// not mark it, nor does the context of a host whose attempt failed
+// earlier (pgx keeps each host's context until it has tried them all).
+// Both tests compare fixed instants, not the time the check happens to
+// run, so a slow machine does not mark a host that was not slow.
+func (h *hostPreference) dialHost(ctx context.Context, network, addr string) (net.Conn, error) {
+	start := time.Now()
+	deadline, ok := ctx.Deadline()
+	a := &attempt{}
+	context.AfterFunc(ctx, func() {
+		if !ok || h.share <= 0 || ctx.Err() != context.DeadlineExceeded || deadline.Sub(start) < h.share*9/10 {
+			return
+		}
+		if at := a.endedAt(); !at.IsZero() && at.Before(deadline) {
+			return
+		}
+		h.mu.Lock()
+		h.hung[addr] = true
+		h.mu.Unlock()
+	})
+	c, err := h.dial(ctx, network, addr)
+	if err != nil {
+		a.finish()
+		return nil, err
+	}
+	return &attemptConn{Conn: c, a: a}, nil
+}
+
+// attempt is one connection attempt to one address; it ends when its
+// connection is closed (pgx closes it when the attempt fails).
+type attempt struct{ ended atomic.Int64 } // unix nanoseconds, 0 while under way
+
+func (a *attempt) finish() { a.ended.CompareAndSwap(0, time.Now().UnixNano()) }
+
+func (a *attempt) endedAt() time.Time {
+	if n := a.ended.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
+// attemptConn is a dialled connection that tells its attempt when it is
+// closed.
+type attemptConn struct {
+	net.Conn
+	a *attempt
+}
+
+func (c *attemptConn) Close() error {
+	c.a.finish()
+	return c.Conn.Close()
+}
+
 // reached records the server a new connection reached.
 func (h *hostPreference) reached(c *pgx.Conn) {
 	if h == nil {
@@ -170,52 +239,61 @@ func (h *hostPreference) reached(c *pgx.Conn) {
 	if addr := remoteAddr(c.PgConn()); addr != "" {
 		h.mu.Lock()
 		h.last = addr
+		delete(h.hung, addr)
 		h.mu.Unlock()
 	}
 }
 
-// order is a BeforeConnect hook: it moves the hosts that lead to the last
-// server reached to the front, keeping the order of the others. cfg is a
-// shallow copy; its Fallbacks are replaced, never modified in place.
+// order is a BeforeConnect hook (see hostPreference). cfg is a shallow
+// copy; its Fallbacks are replaced, never modified in place.
 func (h *hostPreference) order(_ context.Context, cfg *pgx.ConnConfig) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.last == "" {
+	if h.last == "" && len(h.hung) == 0 {
 		return nil
 	}
 	all := append([]*pgconn.FallbackConfig{{Host: cfg.Host, Port: cfg.Port, TLSConfig: cfg.TLSConfig}}, cfg.Fallbacks...)
-	var first, rest []*pgconn.FallbackConfig
+	var first, rest, hung []*pgconn.FallbackConfig
 	for _, fb := range all {
-		if h.leadsToLast(fb) {
+		switch {
+		case h.leadsToHung(fb):
+			hung = append(hung, fb)
+		case h.last != "" && h.leadsTo(fb, h.last):
 			first = append(first, fb)
-		} else {
+		default:
 			rest = append(rest, fb)
 		}
 	}
-	if len(first) == 0 || first[0] == all[0] {
-		return nil
-	}
-	ordered := append(first, rest...)
+	ordered := append(append(first, rest...), hung...)
 	cfg.Host, cfg.Port, cfg.TLSConfig = ordered[0].Host, ordered[0].Port, ordered[0].TLSConfig
 	cfg.Fallbacks = ordered[1:]
 	return nil
 }
 
-// leadsToLast reports whether fb's host reaches the last server: a socket
-// directory by its path, a host name by what its last lookup returned (an
-// IP address looks up as itself).
-func (h *hostPreference) leadsToLast(fb *pgconn.FallbackConfig) bool {
-	if _, addr := pgconn.NetworkAddress(fb.Host, fb.Port); addr == h.last {
+func (h *hostPreference) leadsToHung(fb *pgconn.FallbackConfig) bool {
+	for addr := range h.hung {
+		if h.leadsTo(fb, addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// leadsTo reports whether fb's host reaches addr: a socket directory by
+// its path, a host name by what its last lookup returned (an IP address
+// looks up as itself).
+func (h *hostPreference) leadsTo(fb *pgconn.FallbackConfig, addr string) bool {
+	if _, a := pgconn.NetworkAddress(fb.Host, fb.Port); a == addr {
 		return true
 	}
 	for _, a := range h.addrs[fb.Host] {
 		if _, _, err := net.SplitHostPort(a); err == nil {
-			if a == h.last {
+			if a == addr {
 				return true
 			}
 			continue
 		}
-		if _, addr := pgconn.NetworkAddress(a, fb.Port); addr == h.last {
+		if _, a := pgconn.NetworkAddress(a, fb.Port); a == addr {
 			return true
 		}
 	}

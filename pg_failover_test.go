@@ -3,6 +3,7 @@ package dbfallback
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,8 @@ func TestHostPreferenceOrder(t *testing.T) {
 	tests := []struct {
 		name    string
 		url     string
-		reached string // the address the last connection reached; "" for none yet
+		reached string   // the address the last connection reached; "" for none yet
+		hung    []string // addresses whose latest attempt timed out
 		want    []string
 	}{
 		{name: "nothing reached yet: the URL's order", url: "postgres://u@127.0.0.1:1,127.0.0.1:2/db?sslmode=disable&target_session_attrs=read-write",
@@ -64,6 +66,12 @@ func TestHostPreferenceOrder(t *testing.T) {
 			reached: "/run/b/.s.PGSQL.5433", want: []string{"/run/b:5433", "/run/a:5432"}},
 		{name: "an address no host leads to: unchanged", url: "postgres://u@127.0.0.1:1,127.0.0.1:2/db?sslmode=disable&target_session_attrs=read-write",
 			reached: "127.0.0.1:9", want: []string{"127.0.0.1:1", "127.0.0.1:2"}},
+		{name: "a hung host goes last", url: "postgres://u@127.0.0.1:1,127.0.0.1:2,127.0.0.1:3/db?sslmode=disable&target_session_attrs=read-write",
+			hung: []string{"127.0.0.1:1"}, want: []string{"127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:1"}},
+		{name: "hung wins over reached", url: "postgres://u@127.0.0.1:1,127.0.0.1:2,127.0.0.1:3/db?sslmode=disable&target_session_attrs=read-write",
+			reached: "127.0.0.1:2", hung: []string{"127.0.0.1:2"}, want: []string{"127.0.0.1:1", "127.0.0.1:3", "127.0.0.1:2"}},
+		{name: "reached first, hung last", url: "postgres://u@127.0.0.1:1,127.0.0.1:2,127.0.0.1:3/db?sslmode=disable&target_session_attrs=read-write",
+			reached: "127.0.0.1:3", hung: []string{"127.0.0.1:1"}, want: []string{"127.0.0.1:3", "127.0.0.1:2", "127.0.0.1:1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,6 +85,9 @@ func TestHostPreferenceOrder(t *testing.T) {
 				require.NoError(t, err)
 			}
 			hp.last = tt.reached
+			for _, a := range tt.hung {
+				hp.hung[a] = true
+			}
 			before := hostsOf(cfg)
 			shallow := *cfg // what stdlib hands BeforeConnect
 			require.NoError(t, hp.order(context.Background(), &shallow))
@@ -210,4 +221,73 @@ func TestPostgresProtocolViolationIsPermanent(t *testing.T) {
 	assert.False(t, fromPooler(pg))
 	assert.True(t, IsPermanent(pg), "%v", pg)
 	assert.True(t, strings.Contains(pg.Message, "invalid frontend message type"), pg.Message)
+}
+
+// TestHostPreferenceMarksHungHosts dials through the preference's DialFunc:
+// an attempt that uses its whole share and ends by its deadline marks the
+// host hung; one cut short by a caller's deadline, or one that succeeds,
+// does not. (TestOpenMultiHostSilentFirstHost shows the mark at work.)
+func TestHostPreferenceMarksHungHosts(t *testing.T) {
+	cfg, err := pgx.ParseConfig("postgres://u@127.0.0.1:1,127.0.0.1:2/db?sslmode=disable&target_session_attrs=read-write")
+	require.NoError(t, err)
+	cfg.ConnectTimeout = 500 * time.Millisecond
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		<-ctx.Done() // a host that never answers
+		return nil, ctx.Err()
+	}
+	hp := newHostPreference(cfg)
+	require.NotNil(t, hp)
+	isHung := func(addr string) bool {
+		hp.mu.Lock()
+		defer hp.mu.Unlock()
+		return hp.hung[addr]
+	}
+
+	// Cut short by the caller: not the host's fault.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	_, err = cfg.DialFunc(ctx, "tcp", "127.0.0.1:1")
+	cancel()
+	require.Error(t, err)
+	assert.False(t, isHung("127.0.0.1:1"), "a caller's shorter deadline does not mark the host")
+
+	// Its whole share, ended by the deadline: hung.
+	ctx, cancel = context.WithTimeout(context.Background(), cfg.ConnectTimeout)
+	_, err = cfg.DialFunc(ctx, "tcp", "127.0.0.1:1")
+	cancel()
+	require.Error(t, err)
+	require.Eventually(t, func() bool { return isHung("127.0.0.1:1") }, time.Second, time.Millisecond)
+
+	// An attempt that ends by cancellation before its deadline (pgx
+	// cancels the context of one that succeeded).
+	ctx, cancel = context.WithTimeout(context.Background(), cfg.ConnectTimeout)
+	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
+	_, _ = cfg.DialFunc(ctx, "tcp", "127.0.0.1:2")
+	time.Sleep(cfg.ConnectTimeout) // past the deadline it no longer has
+	assert.False(t, isHung("127.0.0.1:2"))
+}
+
+// TestHostPreferenceRefusedHostNotHung: pgx keeps each host's context
+// until it has tried every host, so a host that refused at once still has
+// a live context while a later host hangs, and that context then ends by
+// its deadline. The refusing host is not marked hung; the hanging one is.
+func TestHostPreferenceRefusedHostNotHung(t *testing.T) {
+	refused, silent := freePort(t), silentListener(t)
+	url := fmt.Sprintf("postgres://u:pw@127.0.0.1:%d,127.0.0.1:%d/db?sslmode=disable&target_session_attrs=read-write&connect_timeout=1", refused, silent)
+	cfg, err := pgx.ParseConfig(url)
+	require.NoError(t, err)
+	shareConnectTimeout(cfg) // 500ms each
+	hp := newHostPreference(cfg)
+	require.NotNil(t, hp)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = pgx.ConnectConfig(ctx, cfg)
+	require.Error(t, err)
+	isHung := func(port int) bool {
+		hp.mu.Lock()
+		defer hp.mu.Unlock()
+		return hp.hung[fmt.Sprintf("127.0.0.1:%d", port)]
+	}
+	require.Eventually(t, func() bool { return isHung(silent) }, time.Second, time.Millisecond, "the silent host hung")
+	time.Sleep(50 * time.Millisecond)
+	assert.False(t, isHung(refused), "the refusing host did not")
 }
