@@ -9,9 +9,8 @@
 // [Validate] checks one database URL. It is pure (no environment, files or
 // network), never panics, fixes harmless noise with a note (quotes,
 // whitespace, scheme aliases, SQLAlchemy and JDBC forms, parameters meant
-// for Prisma, Rails or pgxpool) and rejects the rest with a
-// *[ValidationError] that carries a [Code] and a hint. No error, String
-// method or log attribute ever contains the password.
+// for Prisma, Rails or pgxpool, AWS JSON secrets) and rejects the rest
+// with a *[ValidationError] that carries a [Code] and a hint.
 //
 // [Resolve] reads the configuration without connecting: [WithURL], then
 // DATABASE_URL, DATABASE_URL_FILE (a Docker or Kubernetes secret) and the
@@ -69,11 +68,22 @@
 // wherever it is listed); the connect timeout is then shared between the
 // hosts. When a primary fails over, dead connections are dropped, a
 // connection to a server that has turned read-only is closed before its
-// next use, and new connections try first the host the last one reached;
+// next use, and new connections try first the host the last one reached
+// and last a host whose latest attempt hung;
 // [DB.Health] names the server that answered. Behind a transaction pooler
 // (pgbouncer=true, or Supabase's pooler, which [Validate] recognises)
 // prepared statements are unnamed, so they work through PgBouncer, and
 // [IsPermanent] calls the pooler's "server down" errors transient.
+//
+// # Secrets
+//
+// No error, note, fmt verb, slog attribute, JSON or text encoding of any
+// type of this package, *[DB] included, contains a password or the value of
+// a secret-bearing parameter: a [Target] keeps them behind an unexported
+// pointer that no printer follows ([Target.Password], [Target.Secret] and
+// [Target.DSN] give them to the driver), and a rejected value is shown
+// only redacted, masked to the end of the line where the redactor cannot
+// tell where a secret ends.
 //
 // # Example
 //

@@ -254,6 +254,7 @@ func sessionOf(ctx context.Context) *Session {
 type gatedConnector struct {
 	dsn  string
 	gate *writeGate
+	seen *integrity // records damage a statement met (sqlite_check.go); nil for memory
 }
 
 func (c *gatedConnector) Connect(ctx context.Context) (driver.Conn, error) {
@@ -261,7 +262,7 @@ func (c *gatedConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &gatedConn{SQLiteConn: conn.(*sqlite3.SQLiteConn), gate: c.gate}, nil
+	return &gatedConn{SQLiteConn: conn.(*sqlite3.SQLiteConn), gate: c.gate, seen: c.seen}, nil
 }
 
 func (c *gatedConnector) Driver() driver.Driver { return &sqlite3.SQLiteDriver{} }
@@ -271,6 +272,7 @@ func (c *gatedConnector) Driver() driver.Driver { return &sqlite3.SQLiteDriver{}
 type gatedConn struct {
 	*sqlite3.SQLiteConn
 	gate *writeGate
+	seen *integrity
 	inTx bool
 	// aborted is the first error of a statement of the open transaction,
 	// which then fails as PostgreSQL's would (see sqlite_txabort.go).
@@ -352,7 +354,7 @@ func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver
 		}
 		res, err := c.SQLiteConn.ExecContext(ctx, query, args)
 		c.txNote(query, err)
-		return res, err
+		return res, c.seen.note(err)
 	}
 	done, start, err := c.take(ctx, nil)
 	if err != nil {
@@ -360,7 +362,7 @@ func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver
 	}
 	defer done()
 	res, err := c.SQLiteConn.ExecContext(ctx, query, args)
-	return res, c.gate.lockWait(err, time.Since(start))
+	return res, c.seen.note(c.gate.lockWait(err, time.Since(start)))
 }
 
 // QueryContext runs a query; one that writes (INSERT … RETURNING) outside
@@ -374,12 +376,16 @@ func (c *gatedConn) QueryContext(ctx context.Context, query string, args []drive
 		rows, err := c.SQLiteConn.QueryContext(ctx, query, args)
 		c.txNote(query, err)
 		if err != nil {
-			return nil, err
+			return nil, c.seen.note(err)
 		}
-		return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), tx: c}, nil
+		return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), tx: c, seen: c.seen}, nil
 	}
 	if !c.writes(ctx, query) {
-		return c.SQLiteConn.QueryContext(ctx, query, args)
+		rows, err := c.SQLiteConn.QueryContext(ctx, query, args)
+		if err != nil {
+			return nil, c.seen.note(err)
+		}
+		return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), seen: c.seen}, nil
 	}
 	done, start, err := c.take(ctx, nil)
 	if err != nil {
@@ -388,9 +394,9 @@ func (c *gatedConn) QueryContext(ctx context.Context, query string, args []drive
 	rows, err := c.SQLiteConn.QueryContext(ctx, query, args)
 	if err != nil {
 		done()
-		return nil, c.gate.lockWait(err, time.Since(start))
+		return nil, c.seen.note(c.gate.lockWait(err, time.Since(start)))
 	}
-	return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), gate: c.gate, done: done, waited: time.Since(start)}, nil
+	return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), gate: c.gate, done: done, waited: time.Since(start), seen: c.seen}, nil
 }
 
 // writes reports whether query may write. A single statement that
@@ -527,10 +533,11 @@ func (s *gatedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (
 		}
 		res, err := s.SQLiteStmt.ExecContext(ctx, args)
 		s.conn.txNote(s.query, err)
-		return res, err
+		return res, s.conn.seen.note(err)
 	}
 	if s.readonly {
-		return s.SQLiteStmt.ExecContext(ctx, args)
+		res, err := s.SQLiteStmt.ExecContext(ctx, args)
+		return res, s.conn.seen.note(err)
 	}
 	done, start, err := s.conn.take(ctx, nil)
 	if err != nil {
@@ -538,7 +545,7 @@ func (s *gatedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (
 	}
 	defer done()
 	res, err := s.SQLiteStmt.ExecContext(ctx, args)
-	return res, s.conn.gate.lockWait(err, time.Since(start))
+	return res, s.conn.seen.note(s.conn.gate.lockWait(err, time.Since(start)))
 }
 
 func (s *gatedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
@@ -549,12 +556,16 @@ func (s *gatedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) 
 		rows, err := s.SQLiteStmt.QueryContext(ctx, args)
 		s.conn.txNote(s.query, err)
 		if err != nil {
-			return nil, err
+			return nil, s.conn.seen.note(err)
 		}
-		return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), tx: s.conn}, nil
+		return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), tx: s.conn, seen: s.conn.seen}, nil
 	}
 	if s.readonly {
-		return s.SQLiteStmt.QueryContext(ctx, args)
+		rows, err := s.SQLiteStmt.QueryContext(ctx, args)
+		if err != nil {
+			return nil, s.conn.seen.note(err)
+		}
+		return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), seen: s.conn.seen}, nil
 	}
 	done, start, err := s.conn.take(ctx, nil)
 	if err != nil {
@@ -563,23 +574,26 @@ func (s *gatedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) 
 	rows, err := s.SQLiteStmt.QueryContext(ctx, args)
 	if err != nil {
 		done()
-		return nil, s.conn.gate.lockWait(err, time.Since(start))
+		return nil, s.conn.seen.note(s.conn.gate.lockWait(err, time.Since(start)))
 	}
-	return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), gate: s.conn.gate, done: done, waited: time.Since(start)}, nil
+	return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), gate: s.conn.gate, done: done, waited: time.Since(start), seen: s.conn.seen}, nil
 }
 
-// gatedRows are the rows of a write outside a transaction, which hold the
-// gate until closed, or the rows of a statement inside one, whose failure
-// aborts the transaction (see sqlite_txabort.go). go-sqlite3 takes the
-// first step when the query runs, so a busy error met then is reported by
-// the first Next, and classified with the time the query waited.
+// gatedRows are the rows of a query. Those of a write outside a
+// transaction hold the gate until closed (gate is set); those of a
+// statement inside one report a failure that aborts the transaction (tx
+// is set, see sqlite_txabort.go). go-sqlite3 takes the first step when the
+// query runs, so a busy error met then is reported by the first Next, and
+// classified with the time the query waited. Every query's rows report
+// damage they meet to seen (sqlite_check.go).
 type gatedRows struct {
 	*sqlite3.SQLiteRows
-	gate   *writeGate // nil inside a transaction
+	gate   *writeGate // nil for a read or inside a transaction
 	done   func()     // releases the gate; nil once called
 	waited time.Duration
 	nexted bool
 	tx     *gatedConn // the connection whose transaction the rows belong to
+	seen   *integrity
 }
 
 func (r *gatedRows) Next(dest []driver.Value) error {
@@ -591,6 +605,7 @@ func (r *gatedRows) Next(dest []driver.Value) error {
 		if r.tx != nil {
 			r.tx.txNote("", err)
 		}
+		r.seen.note(err)
 	}
 	r.nexted = true
 	return err
