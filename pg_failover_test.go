@@ -145,7 +145,8 @@ func TestShareConnectTimeout(t *testing.T) {
 // TestOpenMultiHostSilentFirstHost: a first host that accepts and never
 // answers (a hung machine, a partition) must not use up the primary's
 // connect timeout: the live second host opens. Before the timeout was
-// shared between hosts, Open fell back to SQLite here.
+// shared between hosts, Open fell back to SQLite here. Then new
+// connections: see below.
 func TestOpenMultiHostSilentFirstHost(t *testing.T) {
 	base, err := Validate(testPostgresURL(t))
 	require.NoError(t, err)
@@ -162,6 +163,23 @@ func TestOpenMultiHostSilentFirstHost(t *testing.T) {
 			h := db.Health(context.Background())
 			assert.Equal(t, "up", h.Status)
 			assert.Equal(t, fmt.Sprintf("%s:%d", live.Name, live.Port), h.Server)
+
+			// Every new connection after Open: with read-write (pgx checks
+			// each server's role) the host the last connection reached is
+			// tried first and the silent one last; with any the URL's order
+			// is kept, as libpq keeps it, so each new connection waits out
+			// the silent host's share first (a lower bound: robust to load).
+			db.SetMaxIdleConns(0)
+			for i := range 2 {
+				start := time.Now()
+				require.NoError(t, db.QueryRow("SELECT 1").Scan(new(int)))
+				took := time.Since(start)
+				if attrs == "read-write" {
+					assert.Lessf(t, took, 900*time.Millisecond, "new connection %d goes to the live host first", i)
+				} else {
+					assert.GreaterOrEqualf(t, took, 900*time.Millisecond, "new connection %d waits on the silent host first", i)
+				}
+			}
 		})
 	}
 }
