@@ -23,11 +23,12 @@ import (
 // password, which it also uses to log in to the server (SCRAM
 // passthrough), and stops when the test ends.
 type pgBouncer struct {
-	tb   testing.TB
-	dir  string
-	port int
-	cmd  *exec.Cmd
-	done chan struct{}
+	tb      testing.TB
+	dir     string
+	port    int
+	cmd     *exec.Cmd
+	done    chan struct{}
+	watcher *exec.Cmd // see startWatcher
 }
 
 // pgBouncerConfig is what a test chooses of PgBouncer's settings.
@@ -110,6 +111,12 @@ func startPgBouncer(tb testing.TB, c pgBouncerConfig) *pgBouncer {
 		b.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
 	}
 	require.NoError(tb, b.cmd.Start())
+	var cred *syscall.Credential
+	if b.cmd.SysProcAttr != nil {
+		cred = b.cmd.SysProcAttr.Credential
+	}
+	b.watcher = startWatcher(tb, cred, `kill -INT "$1"; sleep 5; kill -KILL "$1"; rm -rf "$2"`,
+		strconv.Itoa(b.cmd.Process.Pid), dir)
 	go func() {
 		b.cmd.Wait()
 		close(b.done)
@@ -147,6 +154,8 @@ func (b *pgBouncer) stop() {
 		b.cmd.Process.Kill()
 		<-b.done
 	}
+	stopWatcher(b.watcher)
+	b.watcher = nil
 }
 
 // url is the upstream URL with PgBouncer's address instead of the

@@ -66,7 +66,6 @@ func newPGServer(tb testing.TB, bin string) *pgServer {
 	tb.Helper()
 	base, err := os.MkdirTemp("", "dbfallback-pg-")
 	require.NoError(tb, err)
-	tb.Cleanup(func() { os.RemoveAll(base) })
 	s := &pgServer{tb: tb, bin: bin, dataDir: filepath.Join(base, "data"), sockDir: base, port: freePort(tb), maxConns: 20}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
@@ -76,6 +75,12 @@ func newPGServer(tb testing.TB, bin string) *pgServer {
 		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		require.NoError(tb, os.Chown(base, uid, gid))
 	}
+	watcher := startWatcher(tb, s.cred, `[ -f "$2/postmaster.pid" ] && "$1" -D "$2" -m immediate -w stop; rm -rf "$3"`,
+		filepath.Join(s.bin, "pg_ctl"), s.dataDir, base)
+	tb.Cleanup(func() { // after the server's own cleanup (stop), registered later
+		stopWatcher(watcher)
+		os.RemoveAll(base)
+	})
 	return s
 }
 
@@ -118,6 +123,33 @@ func (s *pgServer) stop(mode string) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Run()
+}
+
+// startWatcher starts a shell, as cred, that waits for this test process
+// to end and then runs script with args as $1, $2, …: the cleanup of a
+// server or a pooler for when the process dies without running its own
+// (killed, or a -timeout panic), which would leave the server running on
+// its port and its files in the temporary directory. It has its own
+// process group, so a terminal's ^C reaches it only through that death.
+// stopWatcher ends it once the test has cleaned up itself.
+func startWatcher(tb testing.TB, cred *syscall.Credential, script string, args ...string) *exec.Cmd {
+	tb.Helper()
+	loop := `while [ -d /proc/$0 ]; do sleep 1; done; ` + script
+	cmd := exec.Command("/bin/sh", append([]string{"-c", loop, strconv.Itoa(os.Getpid())}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	require.NoError(tb, cmd.Start())
+	return cmd
+}
+
+// stopWatcher kills a watcher (and its sleep) and reaps it; nil is a
+// no-op.
+func stopWatcher(cmd *exec.Cmd) {
+	if cmd == nil {
+		return
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	cmd.Wait()
 }
 
 // url is the server's URL for the postgres superuser.
