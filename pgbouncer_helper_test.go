@@ -131,8 +131,7 @@ func startPgBouncer(tb testing.TB, c pgBouncerConfig) *pgBouncer {
 		}
 		select {
 		case <-b.done:
-			log, _ := os.ReadFile(filepath.Join(dir, "pgbouncer.log"))
-			tb.Fatalf("pgbouncer exited at start: %s", log)
+			tb.Fatalf("pgbouncer exited at start: %s", b.log())
 		default:
 		}
 		if time.Now().After(deadline) {
