@@ -36,6 +36,7 @@ type options struct {
 	fsType     func(dir string) string // filesystem kind of dir ("" when local)
 	lookupFunc pgconn.LookupFunc       // DNS resolution for PostgreSQL hosts
 	now        func() time.Time        // clock for corrupt-file names
+	pgPlain    bool                    // open PostgreSQL as pgx's stdlib does, without pg_failover.go's hooks or pg_pooler.go's statements
 }
 
 func defaultOptions() options {
