@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // PoolConfig tunes the database/sql pool of the chosen database. A zero
@@ -93,11 +92,11 @@ func openPostgres(ctx context.Context, o *options, r Resolution, t Target, timeo
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = applicationName(r)
 	}
-	db := stdlib.OpenDB(*cfg)
+	db := sql.OpenDB(pgConnector(o, cfg))
 	o.pool.withDefaults(postgresPool).apply(db)
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := db.PingContext(pctx); err != nil {
+	if _, err := pingServer(pctx, db); err != nil {
 		db.Close()
 		if pctx.Err() != nil && ctx.Err() == nil {
 			err = &timeoutError{after: timeout, err: err}

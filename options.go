@@ -40,6 +40,7 @@ type options struct {
 	fsType     func(dir string) string        // filesystem kind of dir ("" when local)
 	lookupFunc pgconn.LookupFunc              // DNS resolution for PostgreSQL hosts
 	now        func() time.Time               // clock for corrupt-file names
+	pgPlain    bool                           // open PostgreSQL as pgx's stdlib does, without pg_failover.go's hooks or pg_pooler.go's statements
 	snapshotFS func(dir, dbDir string) string // why a snapshot directory is not durable (nil: the real check)
 	slowCopy   time.Duration                  // a wait before each chunk a restore reads, to outlast a deadline
 	closeSnap  time.Duration                  // bound of Close's final snapshot (0: snapshotCloseTimeout)
