@@ -48,6 +48,15 @@
 // primary is down are reported, once Open is back on the primary, until
 // [MarkMerged] (see [Stranded]).
 //
+// # Snapshots to durable storage
+//
+// Where the local disk vanishes on restart, [WithSnapshotDir] (or
+// DBFALLBACK_SNAPSHOT_DIR) names a durable directory, such as a mounted
+// bucket: while a SQLite file is open, verified snapshots of it are
+// written there when the data changed, and Open restores the newest one
+// when the local file is missing or damaged. [DB.Health] reports their age
+// and errors; [DB.Ephemeral] is false while they succeed.
+//
 // # Transactions and sessions
 //
 // [DB.Tx] runs a function in a transaction that is SERIALIZABLE on both

@@ -89,7 +89,7 @@ func openSQLite(ctx context.Context, o *options, t Target) (*engine, error) {
 	if t.Memory {
 		return openSQLiteMemory(ctx, o, t)
 	}
-	note, err := prepareSQLiteFile(ctx, t.Path, o.now)
+	note, err := prepareSQLiteFile(ctx, t.Path, o.now, o.snap.restoreFunc())
 	if err != nil {
 		return nil, err
 	}

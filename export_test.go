@@ -47,3 +47,26 @@ func withTxReport(report func(tries int, err error)) TxOption {
 func withTxBackoff(p retryPolicy) TxOption {
 	return func(o *txOptions) { o.backoff = &p }
 }
+
+// withSnapshotFS replaces the check that a snapshot directory survives a
+// restart (not the database's device, not an overlay or tmpfs): test
+// directories share /tmp's device with their databases.
+func withSnapshotFS(f func(dir, dbDir string) string) Option {
+	return func(o *options) { o.snapshotFS = f }
+}
+
+// withSlowRestore waits d before each chunk (1 MiB) a restore copies: a
+// snapshot directory slower than Open's deadline.
+func withSlowRestore(d time.Duration) Option {
+	return func(o *options) { o.slowCopy = d }
+}
+
+// withSnapshotCloseTimeout replaces the 3 s bound of Close's final
+// snapshot, for tests about the data rather than the bound on a machine
+// shared with other jobs.
+func withSnapshotCloseTimeout(d time.Duration) Option {
+	return func(o *options) { o.closeSnap = d }
+}
+
+// durableSnapshots treats every snapshot directory as durable.
+var durableSnapshots = withSnapshotFS(func(string, string) string { return "" })

@@ -102,6 +102,7 @@ type DB struct {
 	integrity *integrity         // damage found in a SQLite file, by a statement or the background check (sqlite_check.go)
 	stopCheck context.CancelFunc // stops that check
 	stranded  []Stranded         // rows left in fallback files (stranded.go)
+	snap      *snapshotter       // snapshots of the SQLite file (snapshot.go); nil when none
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -124,15 +125,21 @@ func (db *DB) Reason() string { return db.reason }
 
 // Ephemeral reports whether data may vanish when the process restarts: an
 // in-memory database, or a SQLite file in a location nobody vouched for
-// (see [WithPersistent]).
-func (db *DB) Ephemeral() bool { return db.ephemeral }
+// (see [WithPersistent]) while no snapshot of it is safe in a durable
+// snapshot directory ([WithSnapshotDir]). With snapshots it is false
+// while the last snapshot succeeded, true before the first and after a
+// failure; the writes since the last snapshot may still be lost (see
+// [DB.Health]). Safe for concurrent use.
+func (db *DB) Ephemeral() bool { return db.ephemeral && !db.snap.durable() }
 
 // Attempts returns every candidate tried, in order, the last being the
 // database in use.
 func (db *DB) Attempts() []Attempt { return append([]Attempt(nil), db.attempts...) }
 
-// Close stops the recovery probe and closes the pool. It is idempotent and
-// safe to call concurrently.
+// Close stops the recovery probe and closes the pool. With snapshots
+// ([WithSnapshotDir]) it then writes a final one when the data changed,
+// bounded by 3 s; when that fails the error says which writes are only in
+// the local file. It is idempotent and safe to call concurrently.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		if db.stopProbe != nil {
@@ -141,8 +148,12 @@ func (db *DB) Close() error {
 		if db.stopCheck != nil {
 			db.stopCheck()
 		}
+		db.snap.stopLoop()
 		db.wg.Wait()
 		errs := []error{db.DB.Close()}
+		// The pool is closed: no write of this process can follow the
+		// final snapshot.
+		errs = append(errs, db.snap.finish())
 		for _, c := range db.closers {
 			errs = append(errs, c())
 		}
@@ -196,6 +207,7 @@ func Open(ctx context.Context, opts ...Option) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	o.snap = newSnapshotter(&o)
 	start := time.Now()
 	var attempts []Attempt
 	var causes []error
@@ -231,6 +243,7 @@ func Open(ctx context.Context, opts ...Option) (*DB, error) {
 			continue
 		}
 		db.trackStranded(ctx, &o, r)
+		o.snap.start(db)
 		db.startIntegrityCheck()
 		db.startProbe(&o, r)
 		db.logOpen(time.Since(start))
@@ -335,7 +348,7 @@ func (db *DB) logOpen(took time.Duration) {
 		"dialect", db.target.Dialect,
 		"target", db.target,
 		"fallback", db.fallback,
-		"ephemeral", db.ephemeral,
+		"ephemeral", db.Ephemeral(),
 		"attempts", len(db.attempts),
 		"took", took.Round(time.Millisecond).String(),
 	}
@@ -344,12 +357,13 @@ func (db *DB) logOpen(took time.Duration) {
 	}
 	msg := "dbfallback: using the primary database"
 	level := slog.LevelInfo
+	ephemeral := db.Ephemeral()
 	switch {
-	case db.fallback && db.ephemeral:
+	case db.fallback && ephemeral:
 		msg, level = "dbfallback: using a fallback database; data is ephemeral", slog.LevelWarn
 	case db.fallback:
 		msg, level = "dbfallback: using a fallback database", slog.LevelWarn
-	case db.ephemeral:
+	case ephemeral:
 		msg, level = "dbfallback: using the primary database; data is ephemeral", slog.LevelWarn
 	}
 	db.logger.Log(context.Background(), level, msg, attrs...)

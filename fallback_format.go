@@ -22,7 +22,7 @@ func (db *DB) String() string {
 	if db.fallback {
 		s += ", fallback"
 	}
-	if db.ephemeral {
+	if db.Ephemeral() {
 		s += ", ephemeral"
 	}
 	return s + ")"
@@ -53,7 +53,7 @@ func (db *DB) LogValue() slog.Value {
 		slog.String("dialect", string(db.target.Dialect)),
 		slog.String("target", db.target.Redacted()),
 		slog.Bool("fallback", db.fallback),
-		slog.Bool("ephemeral", db.ephemeral),
+		slog.Bool("ephemeral", db.Ephemeral()),
 	}
 	if db.reason != "" {
 		attrs = append(attrs, slog.String("reason", db.reason))
@@ -75,7 +75,7 @@ func (db *DB) MarshalJSON() ([]byte, error) {
 		Ephemeral bool      `json:"ephemeral"`
 		Reason    string    `json:"reason,omitempty"`
 		Attempts  []Attempt `json:"attempts"`
-	}{db.target.Dialect, db.target.Redacted(), db.fallback, db.ephemeral, db.reason, db.attempts})
+	}{db.target.Dialect, db.target.Redacted(), db.fallback, db.Ephemeral(), db.reason, db.attempts})
 }
 
 // String returns one line: the redacted target and how the attempt ended.

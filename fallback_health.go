@@ -47,6 +47,10 @@ type Health struct {
 	// Stranded lists rows that SQLite fallback files hold and the primary
 	// does not (see [DB.Stranded]); empty when there are none.
 	Stranded []Stranded `json:"stranded,omitempty"`
+	// Snapshot is the state of the SQLite file's snapshots to a durable
+	// directory (see [WithSnapshotDir]): the last one's time, age and size,
+	// and the last error. Absent without snapshots.
+	Snapshot *SnapshotHealth `json:"snapshot,omitempty"`
 }
 
 // Health pings the database, within 2s unless ctx ends sooner, and reports
@@ -56,7 +60,7 @@ func (db *DB) Health(ctx context.Context) Health {
 		Dialect:   db.target.Dialect,
 		Fallback:  db.fallback,
 		Reason:    db.reason,
-		Ephemeral: db.ephemeral,
+		Ephemeral: db.Ephemeral(),
 		Target:    db.target.Redacted(),
 		Status:    "up",
 	}
@@ -89,6 +93,7 @@ func (db *DB) Health(ctx context.Context) Health {
 		}
 	}
 	h.Stranded = db.Stranded()
+	h.Snapshot = db.snap.health(time.Now())
 	if state, detail := db.integrity.get(); state != "" {
 		h.Integrity = state
 		if detail != "" {

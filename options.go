@@ -31,12 +31,19 @@ type options struct {
 	probeFunc      func(Target)
 	pool           PoolConfig
 
+	snapshotDir      string        // WithSnapshotDir (snapshot_config.go)
+	snapshotInterval time.Duration // WithSnapshotInterval
+	snap             *snapshotter  // set by Open only: the snapshots of this Open
+
 	// Test seams, set only from export_test.go.
-	dataDir    string                  // Hugging Face persistent storage mount
-	fsType     func(dir string) string // filesystem kind of dir ("" when local)
-	lookupFunc pgconn.LookupFunc       // DNS resolution for PostgreSQL hosts
-	now        func() time.Time        // clock for corrupt-file names
-	pgPlain    bool                    // open PostgreSQL as pgx's stdlib does, without pg_failover.go's hooks or pg_pooler.go's statements
+	dataDir    string                         // Hugging Face persistent storage mount
+	fsType     func(dir string) string        // filesystem kind of dir ("" when local)
+	lookupFunc pgconn.LookupFunc              // DNS resolution for PostgreSQL hosts
+	now        func() time.Time               // clock for corrupt-file names
+	pgPlain    bool                           // open PostgreSQL as pgx's stdlib does, without pg_failover.go's hooks or pg_pooler.go's statements
+	snapshotFS func(dir, dbDir string) string // why a snapshot directory is not durable (nil: the real check)
+	slowCopy   time.Duration                  // a wait before each chunk a restore reads, to outlast a deadline
+	closeSnap  time.Duration                  // bound of Close's final snapshot (0: snapshotCloseTimeout)
 }
 
 func defaultOptions() options {

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -297,8 +298,11 @@ func withinCtx[T any](ctx context.Context, fn func() (T, error)) (T, error) {
 // directories 0700), the file exists (new files 0600), and a damaged SQLite
 // database there is moved aside, never deleted. A directory, FIFO, socket,
 // device or non-SQLite file is an error: the location is skipped and
-// nothing there is touched. The note says what was moved.
-func prepareSQLiteFile(ctx context.Context, path string, now func() time.Time) (note string, err error) {
+// nothing there is touched. The note says what was moved. When restore is
+// not nil and the location holds no database (nothing, an empty file, or
+// a damaged one just moved aside), restore may put one there first (see
+// snapshot_restore.go).
+func prepareSQLiteFile(ctx context.Context, path string, now func() time.Time, restore func(ctx context.Context, path string, emptyFile bool) (string, error)) (note string, err error) {
 	if _, err := withinProbe(ctx, func() (struct{}, error) {
 		return struct{}{}, os.MkdirAll(filepath.Dir(path), 0o700)
 	}); err != nil {
@@ -337,6 +341,18 @@ func prepareSQLiteFile(ctx context.Context, path string, now func() time.Time) (
 				return "", fmt.Errorf("dbfallback: %s %s, which could not be moved aside: %w", path, s.why, err)
 			}
 			note = fmt.Sprintf("%s %s (SQLite would delete it); moved it aside to %s-wal/-journal", path, s.why, aside)
+		}
+		if restore != nil && s.kind != fileSQLite {
+			if st, err := os.Stat(path); err != nil || st.Size() == 0 {
+				restored, err := restore(ctx, path, err == nil)
+				if err != nil {
+					if note != "" {
+						return "", fmt.Errorf("%s; then: %w", note, err)
+					}
+					return "", err
+				}
+				note = joinNotes(note, restored)
+			}
 		}
 		if _, err := withinProbe(ctx, func() (struct{}, error) { return struct{}{}, createFile(path) }); err != nil {
 			return note, fmt.Errorf("dbfallback: open %s: %w", path, unwrapPathError(err))
@@ -547,4 +563,15 @@ func placeholderRename(oldpath, newpath string) error {
 		return err
 	}
 	return nil
+}
+
+// joinNotes joins the non-empty notes with "; ".
+func joinNotes(notes ...string) string {
+	var out []string
+	for _, n := range notes {
+		if n != "" {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, "; ")
 }

@@ -296,7 +296,7 @@ func TestSQLiteConcurrentMovesAside(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := prepareSQLiteFile(context.Background(), path, time.Now); err != nil {
+			if _, err := prepareSQLiteFile(context.Background(), path, time.Now, nil); err != nil {
 				firstErr.set(err)
 			}
 		}()

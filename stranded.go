@@ -188,6 +188,7 @@ func (db *DB) trackStranded(ctx context.Context, o *options, r Resolution) {
 		}
 		return
 	}
+	o.snap.restoreStranded(ctx, db, r)
 	var paths []string
 	for _, p := range r.Paths {
 		paths = append(paths, p.Path)

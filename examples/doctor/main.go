@@ -3,7 +3,9 @@
 // (passwords masked), the normalizations applied, every problem with its
 // hint, and the chain of databases Open would try.
 //
-// It also lists rows that SQLite fallback files hold and the primary does
+// It also shows the snapshot directory (DBFALLBACK_SNAPSHOT_DIR): whether
+// it survives a restart, and every snapshot with whether a restore would
+// take it. It also lists rows that SQLite fallback files hold and the primary does
 // not (written while the primary was not in use; see dbfallback.Stranded),
 // and, once they are merged by hand, marks them merged.
 //
@@ -77,6 +79,8 @@ func run(args []string, lookup func(string) (string, bool), stdout, stderr io.Wr
 	report(stdout, r)
 	stranded, err := dbfallback.FindStranded(context.Background(), opts...)
 	reportStranded(stdout, stranded, err)
+	snaps, err := dbfallback.InspectSnapshots(context.Background(), opts...)
+	reportSnapshots(stdout, snaps, err)
 	if r.Primary.IsZero() {
 		return 1
 	}
@@ -166,6 +170,51 @@ func reportStranded(w io.Writer, found []dbfallback.Stranded, err error) {
 	}
 	if err != nil {
 		fmt.Fprintf(w, "  could not read every file: %v\n", err)
+	}
+}
+
+// reportSnapshots shows the snapshot directory's checks and contents.
+func reportSnapshots(w io.Writer, rep dbfallback.SnapshotReport, err error) {
+	fmt.Fprintln(w, "\nSnapshots of the SQLite file to durable storage (DBFALLBACK_SNAPSHOT_DIR):")
+	if rep.Dir == "" && rep.Off == "" {
+		fmt.Fprintln(w, "  none configured: a SQLite file in an ephemeral location is lost when the container restarts")
+		return
+	}
+	if rep.Dir != "" {
+		fmt.Fprintf(w, "  directory %s, for %s\n", rep.Dir, rep.Database)
+	}
+	for _, p := range []string{rep.Off, rep.Warning, rep.Unwritable} {
+		if p != "" {
+			fmt.Fprintf(w, "  problem: %s\n", p)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(w, "  could not list it: %v\n", err)
+	}
+	if rep.Off == "" && len(rep.Snapshots) == 0 && err == nil {
+		fmt.Fprintln(w, "  no snapshot yet")
+	}
+	restores := ""
+	for _, s := range rep.Snapshots {
+		state := "verified"
+		if s.Problem != "" {
+			state = "SKIPPED by a restore: " + s.Problem
+		} else if restores == "" {
+			restores = s.File
+			state += ", the one a restore takes"
+		}
+		if s.Stranded {
+			state += ", holds rows written while the primary was down"
+		}
+		if s.File == "" {
+			fmt.Fprintf(w, "  %s: %s\n", s.Manifest, state)
+			continue
+		}
+		fmt.Fprintf(w, "  %s  %s  writer %s  %d bytes: %s\n", s.Taken.UTC().Format(time.RFC3339), s.File, s.Writer, s.Size, state)
+	}
+	if len(rep.Writers) > 1 {
+		fmt.Fprintf(w, "  warning: %d writers (%s): each process keeps its own snapshots; if they ran at the same time (two replicas), a restore takes one writer's rows only: run one replica, or use PrimaryOnly with a shared PostgreSQL\n",
+			len(rep.Writers), strings.Join(rep.Writers, ", "))
 	}
 }
 

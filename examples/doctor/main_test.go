@@ -149,3 +149,41 @@ func TestDoctorSecretChannels(t *testing.T) {
 		})
 	}
 }
+
+// TestDoctorSnapshots: the doctor shows the snapshot directory's
+// problems and every snapshot, with the one a restore would take and why
+// a damaged one would be skipped.
+func TestDoctorSnapshots(t *testing.T) {
+	t.Chdir(t.TempDir())
+	path := filepath.Join(t.TempDir(), "notes.db")
+	bucket := t.TempDir()
+	lookup := fakeEnv("SQLITE_PATH", path, "TMPDIR", t.TempDir(), "DBFALLBACK_SNAPSHOT_DIR", bucket)
+	db, err := dbfallback.Open(context.Background(), dbfallback.WithLookupEnv(lookup))
+	require.NoError(t, err)
+	_, err = db.Exec("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	snaps, err := filepath.Glob(filepath.Join(bucket, "notes.db.*.snap"))
+	require.NoError(t, err)
+	require.Len(t, snaps, 1)
+
+	var out, errOut bytes.Buffer
+	run(nil, lookup, &out, &errOut)
+	assert.Contains(t, out.String(), "directory "+bucket+", for "+path)
+	assert.Contains(t, out.String(), "problem: snapshot directory "+bucket+" is on the same device as the database")
+	assert.Contains(t, out.String(), filepath.Base(snaps[0]))
+	assert.Contains(t, out.String(), "verified, the one a restore takes")
+
+	require.NoError(t, os.Truncate(snaps[0], 100))
+	out.Reset()
+	run(nil, lookup, &out, &errOut)
+	assert.Contains(t, out.String(), "SKIPPED by a restore: the snapshot file has 100 bytes")
+
+	out.Reset()
+	run(nil, fakeEnv("SQLITE_PATH", path, "TMPDIR", t.TempDir(), "DBFALLBACK_SNAPSHOT_DIR", filepath.Join(bucket, "gone")), &out, &errOut)
+	assert.Contains(t, out.String(), "does not exist (is the bucket or volume mounted?)")
+
+	out.Reset()
+	run(nil, fakeEnv("SQLITE_PATH", path, "TMPDIR", t.TempDir()), &out, &errOut)
+	assert.Contains(t, out.String(), "none configured")
+}

@@ -6,6 +6,8 @@ import (
 	"html/template"
 	"net/http"
 	"time"
+
+	"github.com/dbfallback/dbfallback"
 )
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
@@ -28,12 +30,14 @@ li { margin: .5rem 0; }
 {{if .Ready}}
 <p>Database: <span id="dialect" class="badge {{if .Health.Fallback}}warn{{else}}ok{{end}}">{{.Health.Dialect}}</span>
 {{if eq .Health.Status "up"}}<span class="badge ok">up</span>{{else}}<span class="badge bad">down</span>{{end}}
-{{if .Health.Ephemeral}}<span id="ephemeral" class="badge warn">ephemeral: notes vanish when the Space restarts</span>{{end}}</p>
+{{if .Health.Ephemeral}}<span id="ephemeral" class="badge warn">ephemeral: notes vanish when the Space restarts{{if not .Health.Snapshot}} (mount a bucket and set DBFALLBACK_SNAPSHOT_DIR){{end}}</span>{{end}}</p>
 <dl>
 <dt>In use</dt><dd><code id="target">{{.Health.Target}}</code></dd>
 <dt>Fallback</dt><dd id="fallback">{{if .Health.Fallback}}yes{{else}}no{{end}}</dd>
 {{with .Health.Reason}}<dt>Why</dt><dd id="reason">{{.}}</dd>{{end}}
 <dt>Ping</dt><dd>{{printf "%.1f" .Health.LatencyMS}} ms</dd>
+{{with .Health.Snapshot}}<dt>Snapshot</dt><dd id="snapshot">{{if .Last}}last one {{printf "%.0f" .AgeSeconds}} s ago ({{.Size}} bytes){{else}}none yet{{end}}, {{.State}}{{with .LastError}}: {{.}}{{end}}{{with .Off}}: {{.}}{{end}}{{with .Warning}} <span class="badge warn">{{.}}</span>{{end}}
+{{with .Restored}}<br>restored at start from {{.}}{{end}}</dd>{{end}}
 </dl>
 <h2>Latest notes</h2>
 {{if .Notes}}<ul id="notes">{{range .Notes}}<li><strong>{{.Title}}</strong>{{with .Body}} — {{.}}{{end}}</li>{{end}}</ul>
@@ -49,7 +53,7 @@ li { margin: .5rem 0; }
 func (a *app) page(w http.ResponseWriter, r *http.Request) {
 	data := struct {
 		Ready  bool
-		Health any
+		Health dbfallback.Health
 		Notes  []note
 	}{}
 	if db := a.db.Load(); db != nil {
