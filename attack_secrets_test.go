@@ -73,6 +73,10 @@ func atkSecretCases() []atkSecretCase {
 		{name: "RTL override", url: "postgres://u:Kq3V\u202eW9zJh@127.0.0.1:1/app", secrets: []string{"Kq3V\u202eW9zJh"}},
 		{name: "zero-width", url: "postgres://u:Kq3V\u200bW9z\u200dJh@127.0.0.1:1/app", secrets: []string{"Kq3V\u200bW9z\u200dJh"}},
 		{name: "encoded zero-width", url: "postgres://u:Kq3V%E2%80%8BW9zJh@127.0.0.1:1/app", secrets: []string{"Kq3V\u200bW9zJh"}},
+		// The variable set to the password alone, instead of the URL.
+		{name: "bare password as the URL", url: atkPw, secrets: []string{atkPw}},
+		{name: "bare password with symbols", url: "Kq3!Vb$W9z-Jh_", secrets: []string{"Kq3!Vb$W9z-Jh_"}},
+		{name: "bare password in a file", file: atkPw + "\n", secrets: []string{atkPw}},
 		{name: "1 MB password", url: "postgres://u:" + mb + "@127.0.0.1:1/app", secrets: []string{mb[:4000]}},
 		{name: "1 MB encoded", url: "postgres://u:" + strings.Repeat("%5A", 1<<20/3) + "Kq3VbW9zJh@127.0.0.1:1/app", secrets: []string{atkPw}},
 		// Where else a password goes.

@@ -240,11 +240,18 @@ func sourceFromValue(name, value string) Source {
 }
 
 // detailOf describes a value for Source.Detail: a valid one by its
-// target's redacted form, an invalid one by the redacted value (as its
-// error shows it).
+// target's redacted form, an invalid one exactly as its error shows it
+// (a bare word or an oversized value is described, not repeated).
 func detailOf(t Target, err error, value string) string {
 	if err == nil {
 		return t.Redacted()
+	}
+	var verr *ValidationError
+	if errors.As(err, &verr) {
+		if verr.Input == "" {
+			return fmt.Sprintf("<%d bytes, not shown>", len(value))
+		}
+		return verr.Input
 	}
 	return redactInput(value)
 }

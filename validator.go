@@ -457,8 +457,13 @@ func (v *validation) bare(s string) (Target, error) {
 		return Target{}, v.fail(CodeMissingScheme, "the value has no scheme",
 			"start it with postgres:// (for example postgres://user:password@host:5432/dbname), or give a SQLite path ending in .db")
 	}
-	return Target{}, v.fail(CodeMissingScheme, "the value is neither a database URL nor a SQLite path",
-		"use postgres://user:password@host:5432/dbname, or a SQLite path ending in .db, .sqlite or .sqlite3")
+	// A single bare word may be a password pasted on its own (the variable
+	// set to the secret instead of the URL): it has no shape to recognise a
+	// secret by, so the error describes it instead of repeating it.
+	return Target{}, &ValidationError{Code: CodeMissingScheme,
+		Input:  fmt.Sprintf("<a bare word of %d characters, not shown>", utf8.RuneCountInString(s)),
+		Reason: "the value is neither a database URL nor a SQLite path",
+		Hint:   "use postgres://user:password@host:5432/dbname, or a SQLite path ending in .db, .sqlite or .sqlite3"}
 }
 
 const supportedHint = "dbfallback connects to PostgreSQL (postgres://, postgresql://, libpq keyword/value) and SQLite (sqlite:///path.db, file:path.db, path.db); unset the variable to use SQLite"
