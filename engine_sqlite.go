@@ -7,8 +7,6 @@ import (
 	"encoding/hex"
 	"strings"
 	"time"
-
-	"github.com/mattn/go-sqlite3"
 )
 
 // SQLite tuning for a web server. WAL lets readers run while one writer
@@ -31,13 +29,17 @@ func openSQLite(ctx context.Context, o *options, t Target) (*engine, error) {
 	if t.Memory {
 		return openSQLiteMemory(ctx, o, t)
 	}
+	eng, err := sqliteEngine()
+	if err != nil {
+		return nil, err
+	}
 	note, err := prepareSQLiteFile(ctx, t.Path, o.now)
 	if err != nil {
 		return nil, err
 	}
 	dsn := sqliteDSN(t, sqliteFileParams)
 	gate := newWriteGate(sqliteBusyTimeout)
-	db := sql.OpenDB(&gatedConnector{dsn: dsn, gate: gate})
+	db := sql.OpenDB(&gatedConnector{engine: eng, dsn: dsn, gate: gate})
 	o.pool.withDefaults(sqliteFilePool).apply(db)
 	if err := checkSQLite(ctx, db, gate); err != nil {
 		db.Close()
@@ -52,6 +54,10 @@ func openSQLite(ctx context.Context, o *options, t Target) (*engine, error) {
 // until Close, so the data lives as long as the DB however long the pool
 // stays idle.
 func openSQLiteMemory(ctx context.Context, o *options, t Target) (*engine, error) {
+	eng, err := sqliteEngine()
+	if err != nil {
+		return nil, err
+	}
 	name := t.Path
 	if name == "" {
 		var b [8]byte
@@ -67,12 +73,12 @@ func openSQLiteMemory(ctx context.Context, o *options, t Target) (*engine, error
 		}
 	}
 	dsn := sqliteDSN(mt, sqliteMemParams)
-	keeper, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
+	keeper, err := eng.Open(dsn)
 	if err != nil {
 		return nil, err
 	}
 	gate := newWriteGate(sqliteBusyTimeout)
-	db := sql.OpenDB(&gatedConnector{dsn: dsn, gate: gate})
+	db := sql.OpenDB(&gatedConnector{engine: eng, dsn: dsn, gate: gate})
 	o.pool.withDefaults(sqliteFilePool).apply(db)
 	if err := checkSQLite(ctx, db, gate); err != nil {
 		db.Close()
@@ -83,7 +89,7 @@ func openSQLiteMemory(ctx context.Context, o *options, t Target) (*engine, error
 }
 
 // sqliteDSN appends the tuning parameters after the target's own, which
-// win: go-sqlite3 reads the first value of a repeated key.
+// win: the engines read the first value of a repeated key.
 func sqliteDSN(t Target, tuning string) string {
 	base := buildSQLiteDSN(t, false)
 	if strings.IndexByte(base, '?') >= 0 {

@@ -23,6 +23,12 @@ func withLookupFunc(f func(ctx context.Context, host string) ([]string, error)) 
 	return func(o *options) { o.lookupFunc = f }
 }
 
+// withoutSQLiteEngine makes Open behave as in a build without a SQLite
+// engine (CGO_ENABLED=0 without puresqlite).
+func withoutSQLiteEngine() Option {
+	return func(o *options) { o.noSQLite = true }
+}
+
 // withNow fixes the clock used to name moved-aside files.
 func withNow(now func() time.Time) Option {
 	return func(o *options) { o.now = now }

@@ -199,7 +199,7 @@ func Open(ctx context.Context, opts ...Option) (*DB, error) {
 	if r.Primary.IsZero() {
 		causes = append(causes, errors.New(r.Reason()))
 	}
-	candidates := o.strategy.Candidates(r)
+	candidates := withoutEngineless(&o, o.strategy.Candidates(r))
 	for i, t := range candidates {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -277,6 +277,9 @@ func openTarget(ctx context.Context, o *options, r Resolution, t Target) (*engin
 	case Postgres:
 		return openPostgres(ctx, o, r, t, connectTimeout(o, r, t))
 	case SQLite:
+		if _, err := o.sqliteEngine(); err != nil {
+			return nil, permanent(err)
+		}
 		return openSQLiteFile(ctx, o, t)
 	}
 	return nil, permanent(fmt.Errorf("unknown dialect %q", t.Dialect))

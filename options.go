@@ -36,6 +36,7 @@ type options struct {
 	fsType     func(dir string) string // filesystem kind of dir ("" when local)
 	lookupFunc pgconn.LookupFunc       // DNS resolution for PostgreSQL hosts
 	now        func() time.Time        // clock for corrupt-file names
+	noSQLite   bool                    // behave as a build without a SQLite engine
 }
 
 func defaultOptions() options {

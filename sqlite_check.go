@@ -3,13 +3,12 @@ package dbfallback
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"maps"
 	"strings"
 	"sync"
 
-	"github.com/mattn/go-sqlite3"
+	"github.com/dbfallback/dbfallback/internal/sqlengine"
 )
 
 // sqlite_check.go finds damaged pages under a valid SQLite header. A full
@@ -29,8 +28,11 @@ const maxProbedTables = 512
 // isDamage reports SQLite's "database disk image is malformed" and "file
 // is not a database".
 func isDamage(err error) bool {
-	var se sqlite3.Error
-	return errors.As(err, &se) && (se.Code == sqlite3.ErrCorrupt || se.Code == sqlite3.ErrNotADB)
+	switch sqlitePrimary(err) {
+	case sqlengine.Corrupt, sqlengine.NotADB:
+		return true
+	}
+	return false
 }
 
 // openSQLiteFile opens t (see openSQLite) and checks that it takes
@@ -99,7 +101,7 @@ func moveDamaged(ctx context.Context, o *options, t Target, damage error) (strin
 // writes nothing. Only damage matters: other errors (no file yet, a hot
 // journal a reader cannot roll back) are for the pool to meet.
 func probeReadOnly(ctx context.Context, t Target) error {
-	db, err := sql.Open("sqlite3", readOnlyDSN(t, "_busy_timeout=5000"))
+	db, err := openRawSQLite(readOnlyDSN(t, "_busy_timeout=5000"))
 	if err != nil {
 		return err
 	}
@@ -158,14 +160,14 @@ func probePages(ctx context.Context, db *sql.DB) error {
 // be written (its -shm is not writable, say) fails here, not on the first
 // request. A lock held by another process counts as writable.
 func checkWritable(ctx context.Context, t Target) error {
-	db, err := sql.Open("sqlite3", sqliteDSN(t, "_busy_timeout=0&_txlock=immediate"))
+	db, err := openRawSQLite(sqliteDSN(t, "_busy_timeout=0&_txlock=immediate"))
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	tx, err := db.BeginTx(ctx, nil)
-	var se sqlite3.Error
-	if errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked) {
+	switch sqlitePrimary(err) {
+	case sqlengine.Busy, sqlengine.Locked:
 		return nil
 	}
 	if err != nil {
@@ -255,7 +257,7 @@ const maxCheckErrors = 5
 // quickCheck runs PRAGMA quick_check on dsn and returns the state and, when
 // not ok, what SQLite said.
 func quickCheck(ctx context.Context, dsn string) (state, detail string) {
-	cdb, err := sql.Open("sqlite3", dsn)
+	cdb, err := openRawSQLite(dsn)
 	if err != nil {
 		return integrityUnknown, err.Error()
 	}

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mattn/go-sqlite3"
+	"github.com/dbfallback/dbfallback/internal/sqlengine"
 )
 
 // stranded_record.go keeps the record next to a SQLite fallback file
@@ -135,7 +135,7 @@ func countStranded(ctx context.Context, path string) (s Stranded, ok bool, err e
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return s, false, nil // the database was deleted: nothing left to report
 	}
-	db, err := sql.Open("sqlite3", readOnlyDSN(sqliteTarget(path, false, nil), "_busy_timeout=5000"))
+	db, err := openRawSQLite(readOnlyDSN(sqliteTarget(path, false, nil), "_busy_timeout=5000"))
 	if err != nil {
 		return s, false, err
 	}
@@ -152,8 +152,7 @@ func countStranded(ctx context.Context, path string) (s Stranded, ok bool, err e
 		then, noRowID := rec.Counts[name]
 		if !noRowID {
 			err = db.QueryRowContext(ctx, "SELECT count(*) FROM "+quoteIdent(name)+" WHERE rowid > ?", st.AfterRowID).Scan(&n)
-			var se sqlite3.Error
-			noRowID = errors.As(err, &se) && se.Code == sqlite3.ErrError && strings.Contains(err.Error(), "rowid")
+			noRowID = sqlitePrimary(err) == sqlengine.Error && strings.Contains(err.Error(), "rowid")
 		}
 		if noRowID { // WITHOUT ROWID: how many more rows than when the period began
 			st.AfterRowID = -1
