@@ -59,8 +59,8 @@ var postgresPool = PoolConfig{MaxOpenConns: 10, MaxIdleConns: 5, ConnMaxLifetime
 // engine is an opened candidate: the pool plus what the DB must release.
 type engine struct {
 	db      *sql.DB
-	closers []func() error // run after db.Close, in order
-	note    string         // something the operator should know (a file moved aside)
+	release *releaser // run when db closes (see pool_close.go)
+	note    string    // something the operator should know (a file moved aside)
 }
 
 // connectTimeout returns the bound for one attempt on t: the URL's
@@ -92,18 +92,28 @@ func openPostgres(ctx context.Context, o *options, r Resolution, t Target, timeo
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = applicationName(r)
 	}
-	db := stdlib.OpenDB(*cfg)
+	stdlibOpts := o.applyPgxHooks(cfg)
+	rel := &releaser{}
+	db, pc, err := openPool(o, stdlib.GetConnector(*cfg, stdlibOpts...), rel)
+	if err != nil {
+		return nil, err
+	}
+	e := &engine{db: db, release: rel}
 	o.pool.withDefaults(postgresPool).apply(db)
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
-		db.Close()
+		e.close()
 		if pctx.Err() != nil && ctx.Err() == nil {
 			err = &timeoutError{after: timeout, err: err}
 		}
 		return nil, err
 	}
-	return &engine{db: db}, nil
+	if err := pc.checkOpenedOn(); err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
 }
 
 // applicationName is what the server shows in pg_stat_activity when the

@@ -39,13 +39,12 @@ func openSQLite(ctx context.Context, o *options, t Target) (*engine, error) {
 	}
 	dsn := sqliteDSN(t, sqliteFileParams)
 	gate := newWriteGate(sqliteBusyTimeout)
-	db := sql.OpenDB(&gatedConnector{engine: eng, dsn: dsn, gate: gate})
-	o.pool.withDefaults(sqliteFilePool).apply(db)
-	if err := checkSQLite(ctx, db, gate); err != nil {
-		db.Close()
+	e, err := openGated(ctx, o, &gatedConnector{engine: eng, dsn: dsn, gate: gate}, &releaser{})
+	if err != nil {
 		return nil, err
 	}
-	return &engine{db: db, note: note}, nil
+	e.note = note
+	return e, nil
 }
 
 // openSQLiteMemory opens a private in-memory database on SQLite's memdb
@@ -77,15 +76,31 @@ func openSQLiteMemory(ctx context.Context, o *options, t Target) (*engine, error
 	if err != nil {
 		return nil, err
 	}
+	rel := &releaser{}
+	rel.add(keeper.Close, false)
 	gate := newWriteGate(sqliteBusyTimeout)
-	db := sql.OpenDB(&gatedConnector{engine: eng, dsn: dsn, gate: gate})
-	o.pool.withDefaults(sqliteFilePool).apply(db)
-	if err := checkSQLite(ctx, db, gate); err != nil {
-		db.Close()
-		keeper.Close()
+	return openGated(ctx, o, &gatedConnector{engine: eng, dsn: dsn, gate: gate}, rel)
+}
+
+// openGated opens the pool of a SQLite candidate on c and checks it (see
+// checkSQLite); on failure everything is released.
+func openGated(ctx context.Context, o *options, c *gatedConnector, rel *releaser) (*engine, error) {
+	db, pc, err := openPool(o, c, rel)
+	if err != nil {
+		rel.run()
 		return nil, err
 	}
-	return &engine{db: db, closers: []func() error{keeper.Close}}, nil
+	e := &engine{db: db, release: rel}
+	o.pool.withDefaults(sqliteFilePool).apply(db)
+	err = checkSQLite(ctx, db, c.gate)
+	if err == nil {
+		err = pc.checkOpenedOn()
+	}
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
 }
 
 // sqliteDSN appends the tuning parameters after the target's own, which

@@ -94,7 +94,7 @@ type DB struct {
 	ephemeral bool
 	reason    string
 	attempts  []Attempt
-	closers   []func() error
+	release   *releaser // what closing the pool releases (pool_close.go)
 	logger    *slog.Logger
 
 	probeUp   atomic.Int32 // 0 no probe result yet, 1 primary answers, 2 it does not
@@ -131,24 +131,30 @@ func (db *DB) Ephemeral() bool { return db.ephemeral }
 // database in use.
 func (db *DB) Attempts() []Attempt { return append([]Attempt(nil), db.attempts...) }
 
-// Close stops the recovery probe and closes the pool. It is idempotent and
-// safe to call concurrently.
+// Close closes the pool and releases what it holds: the recovery probe,
+// the background integrity check, the connection that keeps an in-memory
+// database alive. It is idempotent and safe to call concurrently. Closing
+// the embedded *sql.DB instead (as GORM's sqlDB.Close and golang-migrate's
+// Close do) releases the same, unless a [WithOpenDB] wrapper keeps
+// database/sql from calling the connector's Close.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
-		if db.stopProbe != nil {
-			db.stopProbe()
-		}
-		if db.stopCheck != nil {
-			db.stopCheck()
-		}
-		db.wg.Wait()
-		errs := []error{db.DB.Close()}
-		for _, c := range db.closers {
-			errs = append(errs, c())
-		}
-		db.closeErr = errors.Join(errs...)
+		db.closeErr = errors.Join(db.DB.Close(), db.release.run())
 	})
 	return db.closeErr
+}
+
+// stopBackground stops the recovery probe and the integrity check and
+// waits for them; it runs when the pool closes, whoever closes it.
+func (db *DB) stopBackground() error {
+	if db.stopProbe != nil {
+		db.stopProbe()
+	}
+	if db.stopCheck != nil {
+		db.stopCheck()
+	}
+	db.wg.Wait()
+	return nil
 }
 
 // Open resolves the configuration (see [Resolve]), asks the [Strategy] for
@@ -210,6 +216,11 @@ func Open(ctx context.Context, opts ...Option) (*DB, error) {
 		cancel()
 		attempts = append(attempts, a)
 		if a.Err != nil {
+			var he *hookError
+			if errors.As(a.Err, &he) {
+				o.logger.Error("dbfallback: a hook failed; not falling back to another database", "target", t, "error", a.Err.Error())
+				return nil, a.Err
+			}
 			causes = append(causes, a.Err)
 			continue
 		}
@@ -294,9 +305,10 @@ func newDB(o *options, r Resolution, e *engine, attempts []Attempt) *DB {
 		fallback:  r.Primary.IsZero() || !sameTarget(chosen, r.Primary),
 		ephemeral: r.Ephemeral(chosen),
 		attempts:  attempts,
-		closers:   e.closers,
+		release:   e.release,
 		logger:    o.logger,
 	}
+	e.release.add(db.stopBackground, true)
 	var why []string
 	if db.fallback {
 		if r.Primary.IsZero() {

@@ -2,10 +2,13 @@ package dbfallback
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"log/slog"
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -30,6 +33,10 @@ type options struct {
 	probeInterval  time.Duration
 	probeFunc      func(Target)
 	pool           PoolConfig
+
+	openDB          func(driver.Connector) *sql.DB
+	pgxConfigs      []func(*pgx.ConnConfig)
+	pgxAfterConnect []func(context.Context, *pgx.Conn) error
 
 	// Test seams, set only from export_test.go.
 	dataDir    string                  // Hugging Face persistent storage mount

@@ -110,12 +110,12 @@ func probeReadOnly(ctx context.Context, t Target) error {
 	return probePages(ctx, db)
 }
 
-// close releases an engine that will not be used.
+// close releases an engine that will not be used: the pool, and what
+// closing it releases even when a WithOpenDB wrapper does not pass
+// io.Closer on.
 func (e *engine) close() {
 	e.db.Close()
-	for _, c := range e.closers {
-		c()
-	}
+	e.release.run()
 }
 
 // probePages reads the schema and the first and last row of each table
