@@ -257,3 +257,16 @@ func TestBuildWithoutCgo(t *testing.T) {
 	assert.Contains(t, out2, "no database: true")
 	assert.Contains(t, out2, "CGO_ENABLED=0")
 }
+
+// TestGoModLeavesThePureEngineOut: the library's module requires neither
+// puresqlite nor modernc.org/sqlite (which needs Go 1.26 and adds 141 MB
+// to every vendored build), and still says go 1.25: programs that do not
+// import puresqlite never download or vendor it.
+func TestGoModLeavesThePureEngineOut(t *testing.T) {
+	data, err := os.ReadFile("go.mod")
+	require.NoError(t, err)
+	mod := string(data)
+	assert.NotContains(t, mod, "modernc.org")
+	assert.NotContains(t, mod, "puresqlite")
+	assert.Contains(t, mod, "\ngo 1.25")
+}

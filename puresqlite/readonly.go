@@ -7,6 +7,8 @@ import (
 	"database/sql/driver"
 	"io"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -55,10 +57,16 @@ func (c *readonlyCache) readonly(ctx context.Context, q driver.QueryerContext, q
 // explainReadonly reads the program of query; ok is false when EXPLAIN
 // fails.
 func explainReadonly(ctx context.Context, q driver.QueryerContext, query string, numInput int) (readonly, ok bool) {
+	if rest, ok := cutExplain(query); ok {
+		// EXPLAIN EXPLAIN is an error; SQLite judges an EXPLAIN by the
+		// statement it explains.
+		return explainReadonly(ctx, q, rest, numInput)
+	}
 	// Parameters are bound to NULL: EXPLAIN compiles, it does not run.
-	// Named ones (:a, @a, $a) are bound by name, and a name that is not
-	// one (inside a literal, say) binds nothing.
-	n := max(numInput, 0)
+	// modernc does not count them (NumInput is -1), so there are as many
+	// positional ones as '?' could mean, and named ones (:a, @a, $a) by
+	// name; the ones the statement does not have bind nothing.
+	n := max(numInput, positionalParams(query))
 	args := make([]driver.NamedValue, n)
 	for i := range args {
 		args[i] = driver.NamedValue{Ordinal: i + 1}
@@ -94,6 +102,38 @@ func explainReadonly(ctx context.Context, q driver.QueryerContext, query string,
 			readonly = false
 		}
 	}
+}
+
+// positionalParams returns an upper bound of the positional parameters
+// of query: one per '?', or the largest ?NNN.
+func positionalParams(query string) int {
+	n := strings.Count(query, "?")
+	for i := 0; i < len(query); i++ {
+		if query[i] != '?' {
+			continue
+		}
+		j := i + 1
+		for j < len(query) && query[j] >= '0' && query[j] <= '9' && j-i <= 5 {
+			j++
+		}
+		if k, err := strconv.Atoi(query[i+1 : j]); err == nil && k > n && k <= 32766 {
+			n = k
+		}
+	}
+	return n
+}
+
+// cutExplain returns the statement after a leading EXPLAIN or EXPLAIN
+// QUERY PLAN.
+func cutExplain(query string) (string, bool) {
+	words := strings.Fields(query)
+	switch {
+	case len(words) > 3 && strings.EqualFold(words[0], "EXPLAIN") && strings.EqualFold(words[1], "QUERY") && strings.EqualFold(words[2], "PLAN"):
+		return strings.Join(words[3:], " "), true
+	case len(words) > 1 && strings.EqualFold(words[0], "EXPLAIN"):
+		return strings.Join(words[1:], " "), true
+	}
+	return "", false
 }
 
 // paramNames returns the names after ':', '@' and '$' in query, without
