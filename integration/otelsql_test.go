@@ -22,7 +22,7 @@ import (
 func spanWith(sr *tracetest.SpanRecorder, query string) (sdktrace.ReadOnlySpan, bool) {
 	for _, s := range sr.Ended() {
 		for _, a := range s.Attributes() {
-			if strings.Contains(a.Value.Emit(), query) {
+			if strings.Contains(a.Value.String(), query) {
 				return s, true
 			}
 		}
