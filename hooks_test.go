@@ -32,6 +32,13 @@ func (r *recorder) record(q string) {
 	r.queries = append(r.queries, q)
 }
 
+// reset forgets what was recorded (benchmarks run millions of queries).
+func (r *recorder) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.queries = r.queries[:0]
+}
+
 func (r *recorder) saw(q string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -26,8 +26,19 @@ func open(t *testing.T, dialect string, extra ...dbfallback.Option) *dbfallback.
 	return db
 }
 
+// openBench is open for a benchmark.
+func openBench(b *testing.B, dialect string, extra ...dbfallback.Option) *dbfallback.DB {
+	b.Helper()
+	db, err := dbfallback.Open(context.Background(), append(openOptions(b, dialect), extra...)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	return db
+}
+
 // openOptions are the options that open a DB on dialect (see open).
-func openOptions(t *testing.T, dialect string) []dbfallback.Option {
+func openOptions(t testing.TB, dialect string) []dbfallback.Option {
 	t.Helper()
 	lookup := func(string) (string, bool) { return "", false }
 	opts := []dbfallback.Option{dbfallback.WithLookupEnv(lookup)}
@@ -43,7 +54,7 @@ func openOptions(t *testing.T, dialect string) []dbfallback.Option {
 }
 
 // pgURL returns the PostgreSQL of DBFALLBACK_TEST_DATABASE_URL, or skips.
-func pgURL(t *testing.T) string {
+func pgURL(t testing.TB) string {
 	t.Helper()
 	url := os.Getenv("DBFALLBACK_TEST_DATABASE_URL")
 	if url == "" {
