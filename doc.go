@@ -8,9 +8,8 @@
 // [Validate] checks one database URL. It is pure (no environment, files or
 // network), never panics, fixes harmless noise with a note (quotes,
 // whitespace, scheme aliases, SQLAlchemy and JDBC forms, parameters meant
-// for Prisma, Rails or pgxpool) and rejects the rest with a
-// *[ValidationError] that carries a [Code] and a hint. No error, String
-// method or log attribute ever contains the password.
+// for Prisma, Rails or pgxpool, AWS JSON secrets) and rejects the rest
+// with a *[ValidationError] that carries a [Code] and a hint.
 //
 // [Resolve] reads the configuration without connecting: [WithURL], then
 // DATABASE_URL, DATABASE_URL_FILE (a Docker or Kubernetes secret) and the
@@ -59,6 +58,16 @@
 // the handler left open; [Session.Conn] pins one connection when a
 // handler needs it. On SQLite every wait for the write lock is bounded
 // by the busy timeout, once.
+//
+// # Secrets
+//
+// No error, note, fmt verb, slog attribute, JSON or text encoding of any
+// type of this package, *[DB] included, contains a password or the value of
+// a secret-bearing parameter: a [Target] keeps them behind an unexported
+// pointer that no printer follows ([Target.Password], [Target.Secret] and
+// [Target.DSN] give them to the driver), and a rejected value is shown
+// only redacted, masked to the end of the line where the redactor cannot
+// tell where a secret ends.
 //
 // # Builds with and without cgo
 //

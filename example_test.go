@@ -63,6 +63,37 @@ func ExampleValidate_sqlite() {
 	// file:app.db?mode=ro          path="app.db" memory=false
 }
 
+func ExampleValidate_jsonSecret() {
+	// What AWS Secrets Manager holds for an RDS database.
+	t, err := dbfallback.Validate(`{"username":"app","password":"s3cret","engine":"postgres",` +
+		`"host":"db.abc.eu-west-1.rds.amazonaws.com","port":5432,"dbname":"shop"}`)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(t)
+	fmt.Println(t.Notes[0])
+	// Output:
+	// postgres://app:xxxxx@db.abc.eu-west-1.rds.amazonaws.com:5432/shop
+	// read an AWS Secrets Manager JSON secret (engine postgres)
+}
+
+func ExampleTarget_Secret() {
+	t, err := dbfallback.Validate("postgres://app@db.example.com/shop?sslmode=verify-full&sslpassword=k3y-pass")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(t.Params)       // secret-valued parameters are not in Params
+	fmt.Println(t.SecretKeys()) // but the target has them
+	pw, _ := t.Secret("sslpassword")
+	fmt.Println(len(pw), strings.Contains(t.DSN(), "k3y-pass"))
+	fmt.Printf("%+v\n", t) // every printed form masks them
+	// Output:
+	// map[sslmode:verify-full]
+	// [sslpassword]
+	// 8 true
+	// postgres://app@db.example.com:5432/shop?sslmode=verify-full&sslpassword=xxxxx
+}
+
 func ExampleResolve() {
 	// A fake environment: DATABASE_URL is set but broken, so Resolve reports
 	// it and leaves the SQLite chain. Resolve never connects.

@@ -108,16 +108,7 @@ func isTimeout(err error) bool {
 
 // secretsOf lists the secrets of a target, to scrub from driver messages.
 func secretsOf(t Target) []string {
-	var out []string
-	if pw, ok := t.Password(); ok {
-		out = append(out, pw)
-	}
-	for k, v := range t.Params {
-		if isSecretKey(k) {
-			out = append(out, v)
-		}
-	}
-	return out
+	return t.secrets.values()
 }
 
 // sameTarget compares two targets, notes aside.

@@ -1,6 +1,7 @@
 package dbfallback
 
 import (
+	"fmt"
 	"strings"
 	"unicode/utf8"
 )
@@ -13,40 +14,58 @@ import (
 // maxShownInput caps how much of a rejected value an error repeats.
 const maxShownInput = 160
 
-// boundaryKeys are parameter names that end a masked secret value: a
-// password runs until one of these starts after a separator, so an
-// unescaped '&', ';' or space inside a password cannot expose its tail.
-var boundaryKeys = func() map[string]struct{} {
-	m := map[string]struct{}{}
-	for k := range knownKeyword {
-		m[k] = struct{}{}
+// redactInput masks every place a secret can hide in a raw, possibly
+// malformed configuration value (see maskSecrets), then shortens it for
+// display. A value of several lines (a secret file, a pasted .env or
+// compose file) is not shown at all: a bare secret on a line of its own
+// has no shape to recognise it by.
+func redactInput(raw string) string {
+	if n := lineCount(raw); n > 1 {
+		return fmt.Sprintf("<%d lines, not shown>", n)
 	}
-	for k := range foreignParams {
-		m[strings.ToLower(k)] = struct{}{}
-	}
-	for _, k := range []string{"ssl", "schema", "currentschema", "pgbouncer", "search_path", "mode", "cache",
-		"database", "server", "uid", "data source", "initial catalog", "encrypt", "applicationname",
-		"connecttimeout", "logintimeout", "targetservertype", "_busy_timeout", "_journal_mode", "_txlock"} {
-		m[k] = struct{}{}
-	}
-	return m
-}()
+	return shorten(maskSecrets(raw))
+}
 
-// redactInput masks every place a password can hide in a raw, possibly
-// malformed connection string, then shortens it for display:
+// lineCount counts the lines of raw once surrounding whitespace is
+// trimmed: 1 for a value with a trailing newline.
+func lineCount(raw string) int {
+	t := strings.TrimSpace(raw)
+	if !strings.ContainsAny(t, "\r\n") {
+		return 1
+	}
+	return len(strings.FieldsFunc(t, func(r rune) bool { return r == '\n' || r == '\r' }))
+}
+
+// maskSecrets masks, without shortening:
 //
 //   - URL user information: from the first ':' after "://" (or after the
 //     start when there is no scheme) to the last '@' in the whole value, so
 //     unescaped '@', '/', '#' or '?' in a password cannot split it;
 //   - without any '@', a non-numeric "port" (postgres://user:secret/db);
-//   - the value of password, sslpassword, _auth_pass, pwd and pass, in URL
-//     queries and keyword/value strings (key names percent-decoded), up to
-//     the next known parameter name or the end.
+//   - the value of every key that names a secret (isSecretKey: the rules
+//     table, then the name pattern), assigned with '=' or ':' in any
+//     format: URL queries, keyword/value strings with any spacing, JDBC,
+//     ADO.NET and ODBC strings, JSON, YAML and .env lines (see
+//     secretValueEnd for where such a value ends).
 //
-// It over-masks rather than under-masks: a mask may hide a harmless part.
-func redactInput(raw string) string {
-	mask := make([]bool, len(raw))
+// It fails safe: where it cannot tell where a secret ends, it masks to the
+// end of the line, and text of several lines is masked whole. Text it
+// leaves unchanged holds no secret this package can recognise.
+func maskSecrets(raw string) string {
+	if lineCount(raw) > 1 {
+		return redactedMask
+	}
+	if !strings.ContainsAny(raw, "=:@") {
+		return raw // no assignment, no user information
+	}
+	var mask []bool // allocated on the first secret found
 	set := func(from, to int) {
+		if from >= to || from >= len(raw) {
+			return
+		}
+		if mask == nil {
+			mask = make([]bool, len(raw))
+		}
 		for i := from; i < to && i < len(raw); i++ {
 			mask[i] = true
 		}
@@ -66,7 +85,7 @@ func redactInput(raw string) string {
 			}
 		}
 	}
-	if at := strings.LastIndexByte(raw, '@'); at >= start && start > 0 && !knownSchemePrefix(raw) {
+	if at := strings.LastIndexByte(raw, '@'); at >= start && start > 0 && !knownScheme(schemeBefore(raw, strings.Index(raw, "://"))) {
 		// An unknown scheme may be the front of a password ("user:" +
 		// "//secret@host"): hide all of the user information.
 		set(start, at)
@@ -101,26 +120,15 @@ func redactInput(raw string) string {
 			}
 		}
 	}
-	for i := 0; i < len(raw); i++ {
-		if raw[i] != '=' {
-			continue
-		}
-		k := i
-		for k > 0 && !isSeparator(raw[k-1]) {
-			k--
-		}
-		if !isSecretKey(strings.TrimSpace(lenientDecode(raw[k:i]))) {
-			continue
-		}
-		from := i + 1
-		for from < len(raw) && raw[from] == ' ' {
-			from++
-		}
-		to := secretValueEnd(raw, from)
-		set(from, to)
+	for _, a := range secretAssignments(raw) {
+		set(a[0], a[1])
 	}
 
+	if mask == nil {
+		return raw
+	}
 	var b strings.Builder
+	b.Grow(len(raw))
 	for i := 0; i < len(raw); {
 		if mask[i] {
 			b.WriteString(redactedMask)
@@ -132,7 +140,25 @@ func redactInput(raw string) string {
 		b.WriteByte(raw[i])
 		i++
 	}
-	out := b.String()
+	return b.String()
+}
+
+// holdsSecret reports whether maskSecrets would mask part of s.
+func holdsSecret(s string) bool {
+	// One pass over the short values Validate's hot path gives it costs
+	// less than strings.ContainsAny, which builds its set on every call.
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '=', ':', '@':
+			return maskSecrets(s) != s
+		}
+	}
+	return false
+}
+
+// shorten cuts text for display to maxShownInput bytes, on a rune
+// boundary, marking the cut with "…".
+func shorten(out string) string {
 	if len(out) > maxShownInput {
 		cut := maxShownInput
 		for cut > 0 && !utf8.RuneStart(out[cut]) {
@@ -141,80 +167,6 @@ func redactInput(raw string) string {
 		out = out[:cut] + "…"
 	}
 	return out
-}
-
-func isSeparator(c byte) bool {
-	return c == '?' || c == '&' || c == ';' || c == ' ' || c == '\t' || c == '\'' || c == '"' || c == '\n'
-}
-
-// secretValueEnd finds where a secret value that starts at from ends: a
-// closing quote for a quoted value, otherwise the next separator that is
-// followed by a known parameter name and '=', or the end of the string.
-func secretValueEnd(s string, from int) int {
-	if from < len(s) && (s[from] == '\'' || s[from] == '"') {
-		// A quoted value ends at its closing quote, provided a known key
-		// (or the end) follows; otherwise the quoting is broken and the
-		// value may go on, so the scan below masks up to the next known key.
-		from = quotedValueEnd(s, from)
-		if from == len(s) {
-			return from
-		}
-	}
-	for i := from; i < len(s); i++ {
-		if !isSeparator(s[i]) {
-			continue
-		}
-		j := i + 1
-		for j < len(s) && s[j] == ' ' {
-			j++
-		}
-		eq := strings.IndexByte(s[j:], '=')
-		if eq < 0 {
-			continue
-		}
-		key := strings.ToLower(strings.TrimSpace(lenientDecode(s[j : j+eq])))
-		if _, ok := boundaryKeys[key]; ok {
-			return i
-		}
-	}
-	return len(s)
-}
-
-// quotedValueEnd returns the index just past the quote that closes the
-// value opening at s[from], honouring backslash escapes, or len(s).
-func quotedValueEnd(s string, from int) int {
-	q := s[from]
-	for i := from + 1; i < len(s); i++ {
-		switch s[i] {
-		case '\\':
-			i++
-		case q:
-			return i + 1
-		}
-	}
-	return len(s)
-}
-
-// lenientDecode percent-decodes valid escapes and keeps the rest, so that
-// "pass%77ord" is recognised as a password key, as pgx recognises it.
-func lenientDecode(s string) string {
-	if !strings.Contains(s, "%") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) {
-			hi, ok1 := unhex(s[i+1])
-			lo, ok2 := unhex(s[i+2])
-			if ok1 && ok2 {
-				b.WriteByte(hi<<4 | lo)
-				i += 2
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // minScrubLen is the shortest secret scrubSecrets replaces: shorter ones
@@ -292,23 +244,6 @@ func stripTemplates(s string) string {
 		}
 	}
 	return s
-}
-
-// knownSchemePrefix reports whether the scheme before the first "://" is one this package
-// names: a PostgreSQL or SQLite spelling, jdbc:, file:, or a database it
-// knows to be unsupported.
-func knownSchemePrefix(raw string) bool {
-	end := strings.Index(raw, "://")
-	if end < 0 {
-		return false
-	}
-	scheme := schemeBefore(raw, end)
-	if scheme == "" {
-		return false
-	}
-	base, _, _ := strings.Cut(strings.ToLower(scheme), "+")
-	_, unsupported := unsupportedSchemes[base]
-	return unsupported || isPostgresScheme(base) || base == "sqlite" || base == "sqlite3" || base == "jdbc" || base == "file"
 }
 
 func isSchemeByte(c byte) bool {

@@ -115,6 +115,46 @@ func TestRedactInput(t *testing.T) {
 		{"jdbc:postgresql://u:secret@h/db", "jdbc:postgresql://u:xxxxx@h/db"},
 		{"user: secret://@h/db", "user:xxxxx@h/db"},
 		{"", ""},
+		// Keyword/value with other spacing (leak class 2).
+		{"host = h port = 1 password = s3cr3t sslmode = bogus", "host = h port = 1 password = xxxxx sslmode = bogus"},
+		{"host=h\tpassword=s3cr3t\tsslmode=x", "host=h\tpassword=xxxxx\tsslmode=x"},
+		{"host=h password =s3cr3t", "host=h password =xxxxx"},
+		{"password=ab\\ cd sslmode=x", "password=xxxxx sslmode=x"},
+		{"host=h password=ab'cd sslmode=x", "host=h password=xxxxx sslmode=x"},
+		{"host=h password=ab&cd dbname=d", "host=h password=xxxxx dbname=d"},
+		{"host=h password='a\\' b' dbname=d", "host=h password=xxxxx dbname=d"},
+		{"host=h password='a b", "host=h password=xxxxx"},
+		{"host=h password='a' b dbname=d", "host=h password=xxxxx"}, // cannot tell where it ends
+		// Query-string secrets followed by other separators (class 3).
+		{"postgres://h/db?password=ab;sslmode=cd", "postgres://h/db?password=xxxxx"},
+		{"postgres://h/db?password=ab'host=cd", "postgres://h/db?password=xxxxx"},
+		{"postgres://h/db?password=ab\"x&sslmode=require", "postgres://h/db?password=xxxxx&sslmode=require"},
+		{"postgres://h/db?password=ab?x=y", "postgres://h/db?password=xxxxx"},
+		{"postgres://h/db?password=ab&cd&sslmode=x", "postgres://h/db?password=xxxxx&sslmode=x"},
+		{"postgres://h/db?password=ab&xkey=cd&sslmode=x", "postgres://h/db?password=xxxxx&sslmode=x"},
+		// Other secret-bearing keys (class 4).
+		{"postgres://h/db?sslpassword=a&PASSWORD=b&pwd=c&passwd=d&api_key=e&oauth_client_secret=f&scram_client_key=g",
+			"postgres://h/db?sslpassword=xxxxx&PASSWORD=xxxxx&pwd=xxxxx&passwd=xxxxx&api_key=xxxxx&oauth_client_secret=xxxxx&scram_client_key=xxxxx"},
+		// Non-URL shapes (class 5).
+		{`{"username":"u","password":"p\"q,x","host":"h"}`, `{"username":"u","password":xxxxx,"host":"h"}`},
+		{`{"username":"u","password":"p","host"`, `{"username":"u","password":xxxxx`},
+		{`{'password': 'p', 'host': 'h'}`, `{'password': xxxxx, 'host': 'h'}`},
+		{"password: s3cr3t", "password: xxxxx"},
+		{"  password: 's3 cr3t'", "  password: xxxxx"},
+		{"PGPASSWORD=s3cr3t", "PGPASSWORD=xxxxx"},
+		{"export POSTGRES_PASSWORD=s3cr3t", "export POSTGRES_PASSWORD=xxxxx"},
+		{`Host=b;Password="a"";Host=b";Database=d`, `Host=b;Password=xxxxx;Database=d`},
+		{`Host=b;Password="a"";Host=b`, `Host=b;Password=xxxxx`},
+		{"Driver={x};Pwd={a;Port=b};Server=h", "Driver={x};Pwd=xxxxx;Server=h"},
+		{"Driver={x};Pwd={a}}b};Server=h", "Driver={x};Pwd=xxxxx;Server=h"},
+		{"Driver={x};Pwd={a;Port=b", "Driver={x};Pwd=xxxxx"},
+		// JDBC properties and a forgotten '?' (class 7).
+		{"jdbc:postgresql://h/db;user=u;password=p;ssl=true", "jdbc:postgresql://h/db;user=u;password=xxxxx;ssl=true"},
+		{"postgres://h/db&password=p", "postgres://h/db&password=xxxxx"},
+		{"postgres://h/db&password=p&sslmode=require", "postgres://h/db&password=xxxxx&sslmode=require"},
+		// Several lines: nothing is shown.
+		{"postgres://u:p@h/db\nPOSTGRES_PASSWORD=x\n", "<2 lines, not shown>"},
+		{"postgres://u:p@h/db\n", "postgres://u:xxxxx@h/db\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

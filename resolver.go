@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -45,8 +44,10 @@ type Source struct {
 	Name string
 	// Found reports that the source held a value (possibly empty).
 	Found bool
-	// Detail is a redacted description of the value: the URL with its
-	// password masked, or the secret file's path.
+	// Detail is a redacted description of the value: for a valid value,
+	// the target's redacted form (built from the parsed parts, never from
+	// the raw text); for an invalid one, the value with every place a
+	// secret can hide masked; for a secret file, its path.
 	Detail string
 	// Target is the valid target the source held; zero when Err is set.
 	Target Target
@@ -78,9 +79,6 @@ type SQLitePath struct {
 // ErrShadowed marks a source that held a value but was not used because an
 // earlier source took precedence.
 var ErrShadowed = errors.New("dbfallback: shadowed by an earlier source")
-
-// maxSecretFile caps how much of a DATABASE_URL_FILE is read.
-const maxSecretFile = 64 << 10
 
 // Resolve reads the configuration and returns where [Open] would connect. It
 // reads environment variables (through [WithLookupEnv]), secret files,
@@ -222,9 +220,9 @@ func resolveSources(o *options) []Source {
 		fileVar := name + "_FILE"
 		if path, ok := o.lookupEnv(fileVar); ok {
 			if chosen != "" {
-				add(Source{Name: fileVar, Found: true, Detail: path})
+				add(Source{Name: fileVar, Found: true, Detail: redactInput(path)})
 			} else {
-				add(sourceFromFile(fileVar, path))
+				add(sourceFromFile(name, path))
 			}
 		} else {
 			add(Source{Name: fileVar})
@@ -235,47 +233,20 @@ func resolveSources(o *options) []Source {
 }
 
 func sourceFromValue(name, value string) Source {
-	s := Source{Name: name, Found: true, Detail: redactInput(value)}
+	s := Source{Name: name, Found: true}
 	s.Target, s.Err = Validate(value)
+	s.Detail = detailOf(s.Target, s.Err, value)
 	return s
 }
 
-// sourceFromFile reads a secret file, capped at maxSecretFile bytes.
-func sourceFromFile(name, path string) Source {
-	s := Source{Name: name, Found: true, Detail: path}
-	if strings.TrimSpace(path) == "" {
-		s.Err = &ValidationError{Code: CodeEmpty, Reason: "the variable names no file",
-			Hint: "set " + name + " to the path of a file holding the URL, or unset it"}
-		return s
+// detailOf describes a value for Source.Detail: a valid one by its
+// target's redacted form, an invalid one by the redacted value (as its
+// error shows it).
+func detailOf(t Target, err error, value string) string {
+	if err == nil {
+		return t.Redacted()
 	}
-	data, err := readCapped(path, maxSecretFile)
-	if err != nil {
-		s.Err = fmt.Errorf("dbfallback: read %s %q: %w", name, path, err)
-		return s
-	}
-	s.Target, s.Err = Validate(string(data))
-	return s
-}
-
-var errTooLarge = errors.New("file is larger than 64 KiB; it does not hold just a URL")
-
-func readCapped(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.IsDir() {
-		return nil, errors.New("is a directory, not a file")
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, errTooLarge
-	}
-	return data, nil
+	return redactInput(value)
 }
 
 // pgEnvKeys maps libpq variables to connection keywords.
@@ -284,7 +255,7 @@ var pgEnvKeys = []struct{ env, key string }{
 	{"PGUSER", "user"}, {"PGPASSWORD", "password"}, {"PGSSLMODE", "sslmode"},
 	{"PGSSLROOTCERT", "sslrootcert"}, {"PGSSLCERT", "sslcert"}, {"PGSSLKEY", "sslkey"},
 	{"PGAPPNAME", "application_name"}, {"PGCONNECT_TIMEOUT", "connect_timeout"},
-	{"PGTARGETSESSIONATTRS", "target_session_attrs"}, {"PGOPTIONS", "options"},
+	{"PGSSLPASSWORD", "sslpassword"}, {"PGTARGETSESSIONATTRS", "target_session_attrs"}, {"PGOPTIONS", "options"},
 	{"PGCHANNELBINDING", "channel_binding"}, {"PGSSLNEGOTIATION", "sslnegotiation"},
 	{"PGREQUIREAUTH", "require_auth"}, {"PGTZ", "timezone"},
 }
@@ -307,16 +278,16 @@ func sourceFromPGEnv(lookup func(string) (string, bool)) Source {
 			continue
 		}
 		settings = append(settings, setting{kv.key, val})
-		shown := val
-		if kv.key == "password" {
-			shown = redactedMask
+		shown := redactedMask
+		if !isSecretKey(kv.key) {
+			shown = redactInput(val) // a pasted URL or key=value line may hold one too
 		}
 		detail = append(detail, kv.env+"="+shown)
 	}
 	s.Detail = strings.Join(detail, " ")
 	v := &validation{raw: s.Detail}
 	for _, st := range settings {
-		if st.key == "password" {
+		if isSecretKey(st.key) {
 			continue
 		}
 		if err := v.checkTemplates(st.value); err != nil {
@@ -365,18 +336,24 @@ func resolvePaths(ctx context.Context, o *options) []SQLitePath {
 }
 
 // explicitSQLitePath accepts a file path, a directory (to hold name) or a
-// SQLite URL.
+// SQLite URL. A value that is not usable is returned redacted, with the
+// reason: a database URL with a password put in SQLITE_PATH by mistake is
+// reported, never echoed, and a path that reads like it holds a secret
+// (user:password@…, password=…) is refused rather than created.
 func explicitSQLitePath(value, name string) (string, error) {
 	value = strings.TrimSpace(value)
 	if _, _, hasScheme := splitScheme(value); hasScheme && len(value) > 2 && value[1] != ':' {
 		t, err := Validate(value)
 		if err != nil {
-			return value, err
+			return redactInput(value), err
 		}
 		if t.Dialect != SQLite || t.Memory {
-			return value, fmt.Errorf("dbfallback: SQLite path %s does not name a SQLite file", t)
+			return t.Redacted(), fmt.Errorf("dbfallback: SQLite path %s does not name a SQLite file", t)
 		}
 		value = t.Path
+	} else if shown := maskSecrets(value); shown != value {
+		shown = shorten(shown)
+		return shown, fmt.Errorf("dbfallback: SQLite path %q reads like a connection string with a secret, not a file path", shown)
 	}
 	if st, err := os.Stat(value); err == nil && st.IsDir() {
 		return filepath.Join(value, name), nil
@@ -451,14 +428,12 @@ func unwrapPathError(err error) error {
 	return err
 }
 
-// parseSeconds reads a libpq timeout: whole seconds, where 1 means 2.
+// parseSeconds reads a libpq timeout (connect_timeout, PGCONNECT_TIMEOUT):
+// a non-negative whole number of seconds, 1 meaning one second as in pgx.
 func parseSeconds(s string) (time.Duration, error) {
 	n, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("dbfallback: %q is not a whole number of seconds", s)
-	}
-	if n == 1 {
-		n = 2
 	}
 	return time.Duration(n) * time.Second, nil
 }

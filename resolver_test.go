@@ -3,6 +3,7 @@ package dbfallback
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -281,4 +282,64 @@ func TestResolveSpace(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, r.InSpace())
 	assert.Equal(t, "me/notes", r.SpaceID)
+}
+
+// TestResolveSecretFileForms: a secret file holds the value alone, a JSON
+// secret, or .env lines of which exactly one is named after the variable
+// the file stands for; nothing of a file of several lines is echoed.
+func TestResolveSecretFileForms(t *testing.T) {
+	tests := []struct {
+		name    string
+		vars    []string // WithEnvVars; nil for the default
+		content string
+		host    string // "" when rejected
+		code    Code
+		note    string
+	}{
+		{name: "one .env line", content: "DATABASE_URL=postgres://u:Zq7Pw@filehost/app\n", host: "filehost", note: "read the DATABASE_URL line (line 1)"},
+		{name: ".env file with other lines", content: "# settings\nPOSTGRES_PASSWORD=Zq7Pw\nexport DATABASE_URL='postgres://u:Zq7Pw@filehost/app'\r\nDEBUG=1\n",
+			host: "filehost", note: "(line 3)"},
+		{name: "named after WithEnvVars", vars: []string{"POSTGRES_URL"}, content: "DATABASE_URL=postgres://u:Zq7Pw@wrong/app\nPOSTGRES_URL = postgres://u:Zq7Pw@filehost/app\n",
+			host: "filehost", note: "read the POSTGRES_URL line (line 2)"},
+		{name: "JSON secret over several lines", content: "{\n \"host\": \"filehost\",\n \"password\": \"Zq7Pw\"\n}\n", host: "filehost", note: "JSON secret"},
+		{name: "two lines named after the variable", content: "DATABASE_URL=postgres://u:Zq7Pw@a/app\nDATABASE_URL=postgres://u:Zq7Pw@b/app\n", code: CodePastedAssignment},
+		{name: "compose file", content: "services:\n  db:\n    environment:\n      POSTGRES_PASSWORD: Zq7Pw\n", code: CodeControlChar},
+		{name: "URL then a bare secret", content: "postgres://u:Zq7Pw@filehost/app\nZq7Pw-alone\n", code: CodeControlChar},
+		{name: "a variable of another name only", content: "DATABASE_URL_OLD=postgres://u:Zq7Pw@a/app\n", code: CodePastedAssignment},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			isolatedDirs(t)
+			p := filepath.Join(t.TempDir(), "secret")
+			require.NoError(t, os.WriteFile(p, []byte(tt.content), 0o600))
+			fileVar := "DATABASE_URL_FILE"
+			opts := []Option{withDataDir("")}
+			if tt.vars != nil {
+				opts = append(opts, WithEnvVars(tt.vars...))
+				fileVar = tt.vars[0] + "_FILE"
+			}
+			r, err := Resolve(context.Background(), append(opts, env(fileVar, p))...)
+			require.NoError(t, err)
+			s := findSource(r, fileVar)
+			if tt.code != "" {
+				var ve *ValidationError
+				require.ErrorAs(t, s.Err, &ve)
+				assert.Equal(t, tt.code, ve.Code, "%v", s.Err)
+			} else {
+				require.NoError(t, s.Err)
+				assert.Equal(t, tt.host, r.Primary.Hosts[0].Name)
+				assert.True(t, containsNote(r.Primary.Notes, tt.note), "notes %q", r.Primary.Notes)
+			}
+			assertNoSecretIn(t, "resolution", r, "Zq7Pw-alone", "POSTGRES_PASSWORD=Zq7Pw")
+			assert.NotContains(t, r.Reason()+fmt.Sprint(r)+s.Detail, "Zq7Pw")
+		})
+	}
+	t.Run("a URL in the _FILE variable is not echoed", func(t *testing.T) {
+		isolatedDirs(t)
+		r, err := Resolve(context.Background(), withDataDir(""), env("DATABASE_URL_FILE", "postgres://u:Zq7Pw@h/app"))
+		require.NoError(t, err)
+		s := findSource(r, "DATABASE_URL_FILE")
+		require.Error(t, s.Err)
+		assert.NotContains(t, s.Err.Error()+s.Detail+r.Reason(), "Zq7Pw")
+	})
 }

@@ -2,8 +2,8 @@ package dbfallback
 
 import (
 	"fmt"
-	"log/slog"
-	"net/netip"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -55,9 +55,12 @@ func (h Host) String() string {
 //
 // A Target is produced by [Validate] (or by [Resolve] from the environment) and
 // is immutable by convention: its slices and map are shared by copies. The
-// password is held in an unexported field; [Target.String],
-// [Target.Redacted], [Target.GoString] and [Target.LogValue] never contain it,
-// so a Target is safe to print, log with log/slog, or encode as JSON.
+// password and every secret-valued parameter are held behind an unexported
+// pointer, which fmt prints as an address at any depth, so no fmt verb,
+// log/slog handler, encoding/json or encoding.TextMarshaler user can reach
+// them, even through a struct that holds a Target in an unexported field.
+// [Target.Password] and [Target.Secret] return them; [Target.DSN] carries
+// them to the driver.
 type Target struct {
 	// Dialect is Postgres or SQLite.
 	Dialect Dialect
@@ -74,7 +77,9 @@ type Target struct {
 	User string
 	// Params holds every other setting, after normalization: libpq settings
 	// such as sslmode and server run-time parameters for Postgres, SQLite URI
-	// parameters for SQLite. It never holds the password.
+	// parameters for SQLite. It never holds the password nor any other
+	// secret-valued parameter (sslpassword, _auth_pass, a key named like a
+	// secret, a value that reads like it holds one): see [Target.Secret].
 	Params map[string]string
 
 	// Path is the SQLite database file, relative or absolute; for an
@@ -87,8 +92,7 @@ type Target struct {
 	// sentence each. Empty when the input was already canonical.
 	Notes []string
 
-	password string
-	hasPass  bool
+	secrets *secretSet // nil when the target has no secret
 }
 
 // DSN returns the connection string to hand to the driver: a canonical
@@ -107,37 +111,49 @@ func (t Target) DSN() string {
 
 // Password returns the PostgreSQL password and whether one was given.
 // Never log it.
-func (t Target) Password() (string, bool) { return t.password, t.hasPass }
+func (t Target) Password() (string, bool) {
+	if t.secrets == nil {
+		return "", false
+	}
+	return t.secrets.password, t.secrets.hasPass
+}
+
+// Secret returns the value of a secret-valued parameter, such as
+// sslpassword or go-sqlite3's _auth_pass, and whether it was given. Such
+// parameters are kept out of [Target.Params]; [Target.SecretKeys] lists
+// them. Never log the value.
+func (t Target) Secret(key string) (string, bool) {
+	if t.secrets == nil {
+		return "", false
+	}
+	v, ok := t.secrets.params[key]
+	return v, ok
+}
+
+// SecretKeys returns the names of the secret-valued parameters of t,
+// sorted; the password is not among them (see [Target.Password]).
+func (t Target) SecretKeys() []string {
+	if t.secrets == nil || len(t.secrets.params) == 0 {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(t.secrets.params))
+}
 
 // IsZero reports whether t is the zero Target (no database).
 func (t Target) IsZero() bool { return t.Dialect == "" }
 
-// ConnectTimeout returns the connect_timeout setting of a Postgres target,
-// and whether one was set. Zero means no timeout, as in libpq.
+// ConnectTimeout returns the connect_timeout setting of a Postgres target
+// in whole seconds, and whether one was set: 1 means one second, as pgx
+// reads it (older libpq releases raised 1 to 2). Zero means no timeout to
+// libpq; [Open] never waits without a bound and uses its own default then.
 func (t Target) ConnectTimeout() (time.Duration, bool) {
 	s, ok := t.Params["connect_timeout"]
 	if !ok {
 		return 0, false
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
-		return 0, false
-	}
-	// libpq treats 1 as 2 seconds: one second is too short to be meaningful.
-	if n == 1 {
-		n = 2
-	}
-	return time.Duration(n) * time.Second, true
+	d, err := parseSeconds(s)
+	return d, err == nil
 }
-
-// String returns the redacted form of t; see [Target.Redacted].
-func (t Target) String() string { return t.Redacted() }
-
-// GoString returns the redacted form, so %#v does not print the password.
-func (t Target) GoString() string { return fmt.Sprintf("dbfallback.Target(%q)", t.Redacted()) }
-
-// LogValue makes a Target log as its redacted form under log/slog.
-func (t Target) LogValue() slog.Value { return slog.StringValue(t.Redacted()) }
 
 // Redacted returns the target as a URL with the password (and any other
 // secret parameter) replaced by "xxxxx". It is what every log line, error
@@ -192,10 +208,13 @@ func Validate(raw string) (Target, error) {
 // validation carries the state of one Validate call: the original input (for
 // redacted error context) and the notes collected so far.
 type validation struct {
-	raw       string
-	notes     []string
-	scheme3   bool   // the scheme was sqlite3 (Rails' spelling)
-	validHost string // the last host checkHost accepted, to skip re-checks
+	raw     string
+	notes   []string
+	scheme3 bool // the scheme was sqlite3 (Rails' spelling)
+	// checkedHosts caches the first hosts checkHost accepted, so that the
+	// URL's hosts are not checked again when the target is built.
+	checkedHosts [8]string
+	nChecked     int
 
 	templateChars bool // the cleaned value holds '$', '{' or '<'
 }
@@ -243,6 +262,9 @@ func (v *validation) clean(s string) (string, error) {
 	if err := v.checkPasted(s); err != nil {
 		return "", err
 	}
+	if isJSONObject(s) {
+		return s, nil // a JSON secret: line breaks are JSON whitespace; jsonSecret checks the rest
+	}
 	quoted := s
 	s, err := v.unquote(s)
 	if err != nil {
@@ -251,6 +273,9 @@ func (v *validation) clean(s string) (string, error) {
 	if s == "" {
 		return "", v.fail(CodeEmpty, "the value is an empty pair of quotes",
 			"set it to a database URL, or unset it to use SQLite")
+	}
+	if isJSONObject(s) {
+		return s, nil // a JSON secret: line breaks are JSON whitespace; jsonSecret checks the rest
 	}
 	control := false
 	for i := 0; i < len(s); i++ {
@@ -333,6 +358,17 @@ func quoteName(c byte) string {
 
 // classify dispatches on the form of s: URL scheme, keyword/value or path.
 func (v *validation) classify(s string) (Target, error) {
+	if isJSONObject(s) {
+		return v.jsonSecret(s)
+	}
+	if name, ok := variableReference(s); ok {
+		what := "a variable" // a lower-case "name" may be a password that starts with '$'
+		if isEnvName(name) {
+			what = "the variable " + sanitizeScheme(name)
+		}
+		return Target{}, v.fail(CodePlaceholder, "the value is a reference to "+what+", which was not substituted",
+			"set the variable to the final URL: the shell, .env loader or platform that should have expanded it did not")
+	}
 	if v.templateChars {
 		if err := v.checkTemplates(s); err != nil {
 			return Target{}, err
@@ -413,7 +449,7 @@ func (v *validation) bare(s string) (Target, error) {
 		path, query, _ := strings.Cut(s, "?")
 		return v.sqlitePath(path, query)
 	}
-	if strings.ContainsAny(s, " ") {
+	if strings.IndexByte(s, ' ') >= 0 {
 		return Target{}, v.fail(CodeSpace, "the value contains a space and is not a keyword/value string",
 			"percent-encode spaces as %20, or use libpq's keyword/value form: host=… dbname=…")
 	}
@@ -474,6 +510,19 @@ func (v *validation) checkDriver(scheme, base, driver string, known []string) er
 		fmt.Sprintf("write %s:// without the suffix; known suffixes are +%s", base, strings.Join(known, ", +")))
 }
 
+// knownScheme reports whether scheme (any case, with a "+driver" suffix)
+// is one this package names: a PostgreSQL or SQLite spelling, jdbc,
+// file, or a database it knows to be unsupported. The redactor uses it to
+// tell a scheme from the front of a password ("user:" + "//secret@host").
+func knownScheme(scheme string) bool {
+	if scheme == "" {
+		return false
+	}
+	base, _, _ := strings.Cut(strings.ToLower(scheme), "+")
+	_, unsupported := unsupportedSchemes[base]
+	return unsupported || isPostgresScheme(base) || base == "sqlite" || base == "sqlite3" || base == "jdbc" || base == "file"
+}
+
 func isPostgresScheme(s string) bool {
 	switch s {
 	case "postgres", "postgresql", "pgsql", "pg":
@@ -482,13 +531,15 @@ func isPostgresScheme(s string) bool {
 	return false
 }
 
-// splitScheme splits "scheme:rest" where scheme is RFC 3986 shaped.
+// splitScheme splits "scheme:rest" where scheme is RFC 3986 shaped (a
+// letter, then isSchemeByte bytes). schemeBefore (redact.go) finds the
+// same shape backwards from a "://".
 func splitScheme(s string) (scheme, rest string, ok bool) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
-		case i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.' || c == '_'):
+		case i > 0 && isSchemeByte(c):
 		case i > 0 && c == ':':
 			return s[:i], s[i+1:], true
 		default:
@@ -566,6 +617,27 @@ func (v *validation) checkTemplates(s string) error {
 	return nil
 }
 
+// isJSONObject reports a value that starts like a JSON object: '{', but
+// not a "{{ … }}" template.
+func isJSONObject(s string) bool { return s != "" && s[0] == '{' && !strings.HasPrefix(s, "{{") }
+
+// variableReference reports a whole value that is a reference to a
+// variable in a shell, Makefile or Windows form: $NAME, $(NAME), %NAME%
+// (${NAME} is caught with the other templates), and returns the name.
+func variableReference(s string) (string, bool) {
+	switch {
+	case len(s) > 3 && strings.HasPrefix(s, "$(") && s[len(s)-1] == ')':
+		s = s[2 : len(s)-1]
+	case len(s) > 2 && s[0] == '%' && s[len(s)-1] == '%':
+		s = s[1 : len(s)-1]
+	case len(s) > 1 && s[0] == '$':
+		s = s[1:]
+	default:
+		return "", false
+	}
+	return s, isIdent(s)
+}
+
 // isPlaceholderWord reports text such as "password", "DB_HOST" or "your-user".
 func isPlaceholderWord(s string) bool {
 	if s == "" || len(s) > 40 {
@@ -624,50 +696,6 @@ func isIdent(s string) bool {
 		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
 			return false
 		}
-	}
-	return true
-}
-
-// validHost reports whether name is a host name, an IP address or a socket
-// directory that a driver can use. IPv6 addresses come without brackets.
-func validHost(name string) bool {
-	if strings.HasPrefix(name, "/") {
-		return true
-	}
-	if strings.IndexByte(name, ':') >= 0 {
-		a, err := netip.ParseAddr(name)
-		return err == nil && a.Is6() && (a.Zone() == "" || isParamName(a.Zone()))
-	}
-	allDigits := true
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; c != '.' && (c < '0' || c > '9') {
-			allDigits = false
-			break
-		}
-	}
-	if allDigits {
-		a, err := netip.ParseAddr(name)
-		return err == nil && a.Is4()
-	}
-	name = strings.TrimSuffix(name, ".")
-	if name == "" || len(name) > 253 {
-		return false
-	}
-	for name != "" {
-		label, rest, _ := strings.Cut(name, ".")
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c == '-' || c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-				return false
-			}
-		}
-		if rest == "" && strings.HasSuffix(name, ".") {
-			return false
-		}
-		name = rest
 	}
 	return true
 }

@@ -59,6 +59,7 @@ const (
 	CodeUnknownKeyword       Code = "unknown_keyword"          // ErrMalformed
 	CodeKeywordSyntax        Code = "keyword_syntax"           // ErrMalformed
 	CodeBadPath              Code = "bad_path"                 // ErrMalformed
+	CodeBadJSON              Code = "bad_json"                 // ErrMalformed
 )
 
 // Sentinel returns the sentinel error c matches: ErrEmpty, ErrPlaceholder,
@@ -90,7 +91,9 @@ type ValidationError struct {
 	Hint string
 }
 
-// Error returns "dbfallback: validate <input>: <reason> (<hint>)".
+// Error returns `dbfallback: validate "<input>": <reason> (hint: <hint>)`,
+// with the redacted input quoted; the input part is left out when Input is
+// empty and the hint part when Hint is.
 func (e *ValidationError) Error() string {
 	var b strings.Builder
 	b.WriteString("dbfallback: validate")

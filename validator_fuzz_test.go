@@ -46,7 +46,7 @@ func FuzzValidate(f *testing.F) {
 		// No printed form may depend on the password: the same target with
 		// another password must print the same.
 		other := tg
-		other.password = "Other-Password-0"
+		other.secrets = tg.secrets.withPassword("Other-Password-0")
 		for _, f := range []func(Target) string{
 			Target.String, Target.Redacted, Target.GoString,
 			func(t Target) string { return t.LogValue().String() },

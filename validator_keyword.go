@@ -41,8 +41,8 @@ func (v *validation) keywordValue(s string) (Target, error) {
 		switch {
 		case s == "":
 		case s[0] == '\'':
-			end, ok := quotedEnd(s[1:])
-			if !ok {
+			end := closingQuote(s, 1, '\'', false) - 1
+			if end < 0 {
 				return Target{}, v.fail(CodeKeywordSyntax, "a quoted value is never closed",
 					"close the value with ' and write a literal quote as \\'")
 			}
@@ -66,7 +66,7 @@ func (v *validation) keywordValue(s string) (Target, error) {
 			v.note("read the keyword database as dbname")
 			key = "dbname"
 		}
-		if _, ok := knownKeyword[key]; !ok {
+		if !isKeyword(key) {
 			return Target{}, v.fail(CodeUnknownKeyword, "a keyword is not a libpq connection setting",
 				"use libpq keywords (host, port, dbname, user, password, sslmode, …); put server settings in options='-c name=value'")
 		}
@@ -76,20 +76,6 @@ func (v *validation) keywordValue(s string) (Target, error) {
 		settings = append(settings, setting{key, val})
 	}
 	return v.buildPostgres(settings, "keyword/value string")
-}
-
-// quotedEnd finds the closing quote of a single-quoted value, honouring
-// backslash escapes.
-func quotedEnd(s string) (int, bool) {
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '\\':
-			i++
-		case '\'':
-			return i, true
-		}
-	}
-	return 0, false
 }
 
 // unescapeKeyword drops each backslash and keeps the character after it.

@@ -100,16 +100,17 @@ func (v *validation) sqliteMemory(name, query string) (Target, error) {
 }
 
 // sqliteTarget builds a SQLite target; mode=memory is implied by memory
-// and dropped from the parameters.
+// and dropped from the parameters, and secret-valued parameters (such as
+// go-sqlite3's _auth_pass) move to the target's secrets.
 func sqliteTarget(path string, memory bool, params map[string]string) Target {
 	if memory {
 		delete(params, "mode")
 	}
-	t := Target{Dialect: SQLite, Path: path, Memory: memory}
-	if len(params) > 0 {
-		t.Params = params
+	var public, secret map[string]string
+	for k, val := range params {
+		public, secret = putParam(public, secret, k, val, isSecretKey(k))
 	}
-	return t
+	return Target{Dialect: SQLite, Path: path, Memory: memory, Params: public, secrets: newSecretSet("", false, secret)}
 }
 
 // sqlitePath validates a (still percent-encoded) file path and its query.
@@ -149,15 +150,6 @@ func (v *validation) sqlitePath(rawPath, query string) (Target, error) {
 	return sqliteTarget(path, false, params), nil
 }
 
-// pythonSQLiteParams are SQLAlchemy/sqlite3-module arguments that mean
-// nothing to SQLite or go-sqlite3.
-var pythonSQLiteParams = []string{"check_same_thread", "timeout", "isolation_level", "cached_statements", "detect_types", "factory"}
-
-var sqliteEnums = map[string][]string{
-	"mode":  {"ro", "rw", "rwc", "memory"},
-	"cache": {"shared", "private"},
-}
-
 // sqliteParams parses and checks SQLite URI and go-sqlite3 parameters.
 func (v *validation) sqliteParams(query string) (map[string]string, error) {
 	params := map[string]string{}
@@ -170,61 +162,16 @@ func (v *validation) sqliteParams(query string) (map[string]string, error) {
 	}
 	v.notes = append(v.notes, notes...)
 	for _, s := range settings {
-		if slices.Contains(pythonSQLiteParams, s.key) {
-			v.note("removed %s, a Python sqlite3 setting (dbfallback tunes busy timeout and locking itself)", s.key)
+		rule, known := ruleFor(s.key, SQLite)
+		if known && rule.action == drop {
+			v.note("removed %s, a %s setting (dbfallback tunes busy timeout and locking itself)", s.key, rule.tool)
 			continue
 		}
-		if allowed, ok := sqliteEnums[s.key]; ok && !slices.Contains(allowed, s.value) {
+		if known && rule.values != nil && !slices.Contains(rule.values, s.value) {
 			return nil, v.fail(CodeBadParam, fmt.Sprintf("the SQLite %s parameter has an unknown value", s.key),
-				"use one of: "+strings.Join(allowed, ", "))
+				"use one of: "+strings.Join(rule.values, ", "))
 		}
 		params[s.key] = s.value
 	}
 	return params, nil
-}
-
-// buildSQLiteDSN renders a go-sqlite3 "file:" URI for t.
-func buildSQLiteDSN(t Target, redact bool) string {
-	params := t.Params
-	if t.Memory {
-		if t.Path == "" && len(params) == 0 {
-			return ":memory:"
-		}
-		params = make(map[string]string, len(t.Params)+1)
-		for k, val := range t.Params {
-			params[k] = val
-		}
-		params["mode"] = "memory"
-	}
-	var b strings.Builder
-	b.WriteString("file:")
-	if t.Memory && t.Path == "" {
-		b.WriteString(":memory:")
-	} else {
-		if strings.HasPrefix(t.Path, "//") {
-			b.WriteString("//") // an empty authority, so the path's own "//" is not read as a host
-		}
-		b.WriteString(escapeSQLitePath(t.Path))
-	}
-	writeQuery(&b, params, redact)
-	return b.String()
-}
-
-// escapeSQLitePath escapes the characters a SQLite URI path cannot hold raw,
-// quotes (so that no DSN looks quoted) and every non-ASCII byte (so that
-// the DSN is valid UTF-8 whatever the path).
-func escapeSQLitePath(p string) string {
-	const hexDigits = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if c <= ' ' || c == '%' || c == '?' || c == '#' || c == '"' || c == '\'' || c == '`' || c >= 0x7f {
-			b.WriteByte('%')
-			b.WriteByte(hexDigits[c>>4])
-			b.WriteByte(hexDigits[c&15])
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
 }

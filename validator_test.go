@@ -1,13 +1,17 @@
 package dbfallback
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
@@ -158,9 +162,13 @@ func checkAgainstPgx(t *testing.T, tg Target) {
 		case "default_query_exec_mode", "statement_cache_capacity", "description_cache_capacity":
 			continue // pgx.ParseConfig (not pgconn) consumes these
 		}
-		assert.Equalf(t, tg.Params[k], v, "run-time parameter %s", k)
+		want, secret := tg.Secret(k)
+		if !secret {
+			want = tg.Params[k]
+		}
+		assert.Equalf(t, want, v, "run-time parameter %s", k)
 	}
-	for k := range tg.Params {
+	for _, k := range append(slices.Collect(maps.Keys(tg.Params)), tg.SecretKeys()...) {
 		if !pgxOwnKeys[k] {
 			switch k {
 			case "default_query_exec_mode", "statement_cache_capacity", "description_cache_capacity":
@@ -348,5 +356,135 @@ func TestValidateCodes(t *testing.T) {
 		t.Run(string(c.code), func(t *testing.T) {
 			assert.Equal(t, c.sentinel, c.code.Sentinel())
 		})
+	}
+}
+
+// TestConnectTimeout pins what connect_timeout and PGCONNECT_TIMEOUT mean:
+// whole seconds, 1 being one second as pgx reads it.
+func TestConnectTimeout(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want time.Duration
+		set  bool
+	}{
+		{name: "unset", in: "postgres://h/db"},
+		{name: "zero", in: "postgres://h/db?connect_timeout=0", want: 0, set: true},
+		{name: "one second is one second", in: "postgres://h/db?connect_timeout=1", want: time.Second, set: true},
+		{name: "ten", in: "postgres://h/db?connect_timeout=10", want: 10 * time.Second, set: true},
+		{name: "JDBC loginTimeout", in: "jdbc:postgresql://h/db?loginTimeout=1", want: time.Second, set: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tg, err := Validate(tt.in)
+			require.NoError(t, err)
+			got, set := tg.ConnectTimeout()
+			assert.Equal(t, tt.set, set)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+	t.Run("PGCONNECT_TIMEOUT", func(t *testing.T) {
+		isolatedDirs(t)
+		r, err := Resolve(context.Background(), env("PGCONNECT_TIMEOUT", "1"), withDataDir(""))
+		require.NoError(t, err)
+		assert.Equal(t, time.Second, r.ConnectTimeout)
+	})
+}
+
+// TestValidateJSONSecret: an AWS Secrets Manager (RDS, Aurora) JSON secret
+// is a PostgreSQL target; other JSON is rejected without echoing it.
+func TestValidateJSONSecret(t *testing.T) {
+	tests := []struct {
+		name  string
+		in    string
+		code  Code   // "" when accepted
+		dsn   string // the DSN when accepted
+		notes string
+	}{
+		{name: "RDS secret", in: `{"username":"app","password":"p@ss w\"rd","engine":"postgres","host":"db.example.com","port":5432,"dbname":"orders","dbInstanceIdentifier":"prod"}`,
+			dsn: "postgres://app:p%40ss%20w%22rd@db.example.com:5432/orders", notes: "AWS Secrets Manager JSON secret (engine postgres)"},
+		{name: "pretty-printed Aurora secret, port as a string", in: "{\n  \"engine\": \"aurora-postgresql\",\n  \"host\": \"cluster.example.com\",\n  \"port\": \"6543\",\n  \"username\": \"app\",\n  \"password\": \"pw\",\n  \"dbClusterIdentifier\": \"c1\"\n}\n",
+			dsn: "postgres://app:pw@cluster.example.com:6543/", notes: "engine aurora-postgresql"},
+		{name: "no engine, libpq settings", in: `{"host":"h","dbname":"d","sslmode":"REQUIRE","connect_timeout":7}`,
+			dsn: "postgres://h:5432/d?connect_timeout=7&sslmode=require", notes: "no engine given"},
+		{name: "quoted in a .env file", in: `'{"host":"h","dbname":"d"}'`, dsn: "postgres://h:5432/d", notes: "single quotes"},
+		{name: "MySQL secret", in: `{"engine":"mysql","host":"h","username":"u","password":"Zq7Pw"}`, code: CodeUnsupportedScheme},
+		{name: "unknown field", in: `{"host":"h","url":"postgres://u:Zq7Pw@h/db"}`, code: CodeBadJSON},
+		{name: "not JSON", in: `{"host":"h","password":"Zq7Pw"`, code: CodeBadJSON},
+		{name: "Python dict", in: `{'host': 'h', 'password': 'Zq7Pw'}`, code: CodeBadJSON},
+		{name: "two objects", in: `{"host":"h"}{"password":"Zq7Pw"}`, code: CodeBadJSON},
+		{name: "nested value", in: `{"host":"h","password":["Zq7Pw"]}`, code: CodeBadJSON},
+		{name: "no host and no database", in: `{"username":"u","password":"Zq7Pw"}`, code: CodeMissingTarget},
+		{name: "template in a field", in: `{"host":"${DB_HOST}","password":"Zq7Pw"}`, code: CodePlaceholder},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tg, err := Validate(tt.in)
+			if tt.code != "" {
+				var ve *ValidationError
+				require.ErrorAs(t, err, &ve)
+				assert.Equal(t, tt.code, ve.Code, "%v", err)
+				assert.NotContains(t, err.Error(), "Zq7Pw")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.dsn, tg.DSN())
+			assert.True(t, containsNote(tg.Notes, tt.notes), "notes %q", tg.Notes)
+			again, err := Validate(tg.DSN())
+			require.NoError(t, err)
+			assert.True(t, sameTarget(tg, again))
+		})
+	}
+}
+
+// TestValidateVariableReferences: a whole value that names a variable is a
+// placeholder, in every syntax that names one.
+func TestValidateVariableReferences(t *testing.T) {
+	for _, in := range []string{"$DATABASE_URL", "$(DATABASE_URL)", "%DATABASE_URL%", "${DATABASE_URL}", "'$DATABASE_URL'", "$database_url"} {
+		t.Run(in, func(t *testing.T) {
+			_, err := Validate(in)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, ErrPlaceholder)
+		})
+	}
+	_, err := Validate("$(DATABASE_URL)")
+	assert.Contains(t, err.Error(), "reference to the variable DATABASE_URL")
+	_, err = Validate("$hunter2x")
+	assert.NotContains(t, strings.SplitN(err.Error(), ": ", 3)[2], "hunter2x", "a lower-case name is not repeated in the reason")
+	for _, in := range []string{"$DATABASE_URL/x", "50%", "%%", "$", "$(", "%A B%"} {
+		_, err := Validate(in)
+		assert.NotErrorIs(t, err, ErrPlaceholder, in)
+	}
+}
+
+// TestValidateParamsInDatabaseName: JDBC's ';' properties and a forgotten
+// '?' would carry a password into the database name (leak class 7).
+func TestValidateParamsInDatabaseName(t *testing.T) {
+	for _, in := range []string{
+		"jdbc:postgresql://h/db;user=u;password=Zq7Pw",
+		"postgres://h/db&password=Zq7Pw",
+		"postgres://u@h:5432/db&sslmode=require&password=Zq7Pw",
+		"postgres://h/db;password=Zq7Pw?sslmode=require",
+	} {
+		t.Run(in, func(t *testing.T) {
+			_, err := Validate(in)
+			var ve *ValidationError
+			require.ErrorAs(t, err, &ve)
+			assert.Equal(t, CodeBadDatabase, ve.Code)
+			assert.NotContains(t, err.Error(), "Zq7Pw")
+		})
+	}
+	for _, in := range []string{"postgres://h/a&b", "postgres://h/rock&roll", "postgres://h/a;b"} {
+		_, err := Validate(in)
+		assert.NoError(t, err, "a name with '&' or ';' but no name=value is still a name: %s", in)
+	}
+}
+
+// TestValidateTemplateNotJSON: a whole-value Helm or Jinja template starts
+// with '{' but is a placeholder, not a JSON secret.
+func TestValidateTemplateNotJSON(t *testing.T) {
+	for _, in := range []string{"{{ .Values.databaseUrl }}", "{{DATABASE_URL}}", "'{{ secrets.DB }}'"} {
+		_, err := Validate(in)
+		assert.ErrorIs(t, err, ErrPlaceholder, in)
 	}
 }

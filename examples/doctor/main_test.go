@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/dbfallback/dbfallback"
+	"github.com/dbfallback/dbfallback/internal/secretgen"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -106,4 +109,43 @@ func TestDoctorStranded(t *testing.T) {
 	errOut.Reset()
 	assert.Equal(t, 1, run([]string{"-merged", path}, up, &out, &errOut), "nothing left to mark")
 	assert.Contains(t, errOut.String(), "no rows left by a fallback are recorded")
+}
+
+// TestDoctorSecretChannels runs the doctor on generated configurations
+// (internal/secretgen: every family of input shapes, a random marker
+// password) and checks that its output, standard error included, shows no
+// piece of the marker, with the environment and with -url.
+func TestDoctorSecretChannels(t *testing.T) {
+	const perFamily = 40
+	cfg := secretgen.Config{Host: "127.0.0.1", Port: "1"} // the doctor never connects
+	for _, fam := range secretgen.Families {
+		t.Run(fam.Name, func(t *testing.T) {
+			t.Chdir(t.TempDir())
+			rng := rand.New(rand.NewPCG(9, uint64(len(fam.Name))))
+			for i := 0; i < perFamily; i++ {
+				c := secretgen.Generate(rng, fam, cfg)
+				env := []string{"TMPDIR", t.TempDir()}
+				for k, v := range c.Env {
+					env = append(env, k, v)
+				}
+				if c.File != "" {
+					p := filepath.Join(t.TempDir(), "secret")
+					require.NoError(t, os.WriteFile(p, []byte(c.File), 0o600))
+					env = append(env, "DATABASE_URL_FILE", p)
+				}
+				var out, errOut bytes.Buffer
+				run(nil, fakeEnv(env...), &out, &errOut)
+				if leaks := c.Leaks(out.String() + errOut.String()); len(leaks) > 0 {
+					t.Fatalf("doctor shows %q\ncase %s\n%s%s", leaks, c, out.String(), errOut.String())
+				}
+				if v, ok := c.Env["DATABASE_URL"]; ok {
+					out.Reset()
+					run([]string{"-url", v}, fakeEnv(env...), &out, &errOut)
+					if leaks := c.Leaks(out.String() + errOut.String()); len(leaks) > 0 {
+						t.Fatalf("doctor -url shows %q\ncase %s\n%s", leaks, c, out.String())
+					}
+				}
+			}
+		})
+	}
 }
