@@ -13,7 +13,11 @@ import (
 )
 
 // PoolConfig tunes the database/sql pool of the chosen database. A zero
-// field keeps the per-dialect default.
+// field keeps the per-dialect default. On PostgreSQL the URL's pgxpool
+// keys win over it: pool_max_conns sets MaxOpenConns,
+// pool_max_conn_lifetime ConnMaxLifetime and pool_max_conn_idle_time
+// ConnMaxIdleTime (see [Target.Pool]); the other pool_* keys have no
+// database/sql equivalent and only reach a pgxpool.
 type PoolConfig struct {
 	// MaxOpenConns caps open connections. Defaults: PostgreSQL 10; SQLite
 	// 8 (readers run in parallel, writers queue on one in-process lock).
@@ -83,15 +87,7 @@ func openPostgres(ctx context.Context, o *options, r Resolution, t Target, timeo
 	if err != nil {
 		return nil, permanent(err)
 	}
-	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > timeout {
-		cfg.ConnectTimeout = timeout
-	}
-	if o.lookupFunc != nil {
-		cfg.LookupFunc = o.lookupFunc
-	}
-	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
-		cfg.RuntimeParams["application_name"] = applicationName(r)
-	}
+	hardenPgx(o, r.SpaceID, cfg, timeout)
 	stdlibOpts := o.applyPgxHooks(cfg)
 	rel := &releaser{}
 	db, pc, err := openPool(o, stdlib.GetConnector(*cfg, stdlibOpts...), rel)
@@ -99,7 +95,7 @@ func openPostgres(ctx context.Context, o *options, r Resolution, t Target, timeo
 		return nil, err
 	}
 	e := &engine{db: db, release: rel}
-	o.pool.withDefaults(postgresPool).apply(db)
+	urlPool(t).withDefaults(o.pool.withDefaults(postgresPool)).apply(db)
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
@@ -116,11 +112,27 @@ func openPostgres(ctx context.Context, o *options, r Resolution, t Target, timeo
 	return e, nil
 }
 
+// hardenPgx applies the library's settings to a parsed pgx configuration:
+// every attempt bounded by timeout (connect_timeout=0, libpq's "wait
+// forever", included), the DNS seam of tests, and an application_name
+// when the URL names none.
+func hardenPgx(o *options, spaceID string, cfg *pgx.ConnConfig, timeout time.Duration) {
+	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > timeout {
+		cfg.ConnectTimeout = timeout
+	}
+	if o.lookupFunc != nil {
+		cfg.LookupFunc = o.lookupFunc
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = applicationName(spaceID)
+	}
+}
+
 // applicationName is what the server shows in pg_stat_activity when the
 // URL names none: the Hugging Face Space, or the program's name.
-func applicationName(r Resolution) string {
-	if r.SpaceID != "" {
-		return r.SpaceID
+func applicationName(spaceID string) string {
+	if spaceID != "" {
+		return spaceID
 	}
 	if len(os.Args) > 0 && os.Args[0] != "" {
 		return filepath.Base(os.Args[0])

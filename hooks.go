@@ -85,21 +85,33 @@ func (o *options) applyPgxHooks(cfg *pgx.ConnConfig) []stdlib.OptionOpenDB {
 	for _, configure := range o.pgxConfigs {
 		configure(cfg)
 	}
-	if len(o.pgxAfterConnect) == 0 {
+	after := o.pgxAfterConnectChain(func(err error) error {
+		if IsUnavailable(err) {
+			return err
+		}
+		return permanent(&hookError{hook: "WithPgxAfterConnect", err: err})
+	})
+	if after == nil {
 		return nil
 	}
+	return []stdlib.OptionOpenDB{stdlib.OptionAfterConnect(after)}
+}
+
+// pgxAfterConnectChain runs the WithPgxAfterConnect functions in order
+// and returns the first error through wrap; nil when there are none.
+func (o *options) pgxAfterConnectChain(wrap func(error) error) func(context.Context, *pgx.Conn) error {
 	fns := o.pgxAfterConnect
-	return []stdlib.OptionOpenDB{stdlib.OptionAfterConnect(func(ctx context.Context, conn *pgx.Conn) error {
+	if len(fns) == 0 {
+		return nil
+	}
+	return func(ctx context.Context, conn *pgx.Conn) error {
 		for _, fn := range fns {
 			if err := fn(ctx, conn); err != nil {
-				if IsUnavailable(err) {
-					return err
-				}
-				return permanent(&hookError{hook: "WithPgxAfterConnect", err: err})
+				return wrap(err)
 			}
 		}
 		return nil
-	})}
+	}
 }
 
 // hookError is a WithOpenDB or WithPgxAfterConnect function that failed

@@ -191,7 +191,9 @@ func WithRecoveryProbe(interval time.Duration, onRecover func(primary Target)) O
 }
 
 // WithPool overrides pool settings of the chosen database; zero fields
-// keep the per-dialect defaults (see [PoolConfig]).
+// keep the per-dialect defaults, and a PostgreSQL URL's pool_max_conns,
+// pool_max_conn_lifetime and pool_max_conn_idle_time win over it (see
+// [PoolConfig]).
 func WithPool(p PoolConfig) Option {
 	return func(o *options) { o.pool = p }
 }
