@@ -62,9 +62,10 @@ var postgresPool = PoolConfig{MaxOpenConns: 10, MaxIdleConns: 5, ConnMaxLifetime
 
 // engine is an opened candidate: the pool plus what the DB must release.
 type engine struct {
-	db      *sql.DB
-	release *releaser // run when db closes (see pool_close.go)
-	note    string    // something the operator should know (a file moved aside)
+	db        *sql.DB
+	release   *releaser  // run when db closes (see pool_close.go)
+	note      string     // something the operator should know (a file moved aside)
+	integrity *integrity // a SQLite file's damage, as its statements and check find it; nil otherwise
 }
 
 // connectTimeout returns the bound for one attempt on t: the URL's

@@ -5,7 +5,10 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
+	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -22,6 +25,61 @@ const (
 
 var sqliteFilePool = PoolConfig{MaxOpenConns: 8, MaxIdleConns: 8, ConnMaxIdleTime: 5 * time.Minute}
 
+// openSQLiteBounded opens a SQLite target (see openSQLiteFile) and returns
+// by the time ctx is done. SQLite waits for another process's lock in its
+// busy handler and replays a write-ahead log without looking at ctx, so a
+// file held by another process, or left with a large log by a crash, would
+// hold Open past the caller's deadline (or past SIGTERM). The open runs on
+// a goroutine of its own; one given up on finishes there, within SQLite's
+// busy timeout or the replay, and closes what it opened.
+func openSQLiteBounded(ctx context.Context, o *options, t Target) (*engine, error) {
+	if ctx.Done() == nil {
+		return openSQLiteFile(ctx, o, t)
+	}
+	type result struct {
+		e   *engine
+		err error
+	}
+	ch := make(chan result, 1)
+	var mu sync.Mutex
+	abandoned := false
+	go func() {
+		e, err := openSQLiteFile(ctx, o, t)
+		mu.Lock()
+		defer mu.Unlock()
+		if abandoned {
+			if e != nil {
+				e.close()
+			}
+			return
+		}
+		ch <- result{e, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.e, r.err
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	select {
+	case r := <-ch: // it ended as ctx did
+		return r.e, r.err
+	default:
+		abandoned = true
+	}
+	return nil, fmt.Errorf("dbfallback: %s did not open in time (another process may hold it locked, or SQLite is replaying a large write-ahead log; that ends in the background): %w", t, ctx.Err())
+}
+
+// busyWithin returns SQLite's busy timeout parameter for a connection
+// that should not wait longer than limit, nor past ctx's deadline.
+func busyWithin(ctx context.Context, limit time.Duration) string {
+	if deadline, ok := ctx.Deadline(); ok {
+		limit = max(min(limit, time.Until(deadline)), 0)
+	}
+	return fmt.Sprintf("_busy_timeout=%d", limit.Milliseconds())
+}
+
 // openSQLite opens t, creating its directory (0700) and file (0600) when
 // missing and moving aside a damaged SQLite database (see
 // prepareSQLiteFile).
@@ -37,13 +95,15 @@ func openSQLite(ctx context.Context, o *options, t Target) (*engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	opened, _ := os.Stat(t.Path) // the file the pool opens, should it be damaged
 	dsn := sqliteDSN(t, sqliteFileParams)
 	gate := newWriteGate(sqliteBusyTimeout)
-	e, err := openGated(ctx, o, &gatedConnector{engine: eng, dsn: dsn, gate: gate}, &releaser{})
+	seen := &integrity{path: t.Path}
+	e, err := openGated(ctx, o, &gatedConnector{engine: eng, dsn: dsn, gate: gate, seen: seen}, &releaser{})
 	if err != nil {
-		return nil, err
+		return nil, &openedFileError{info: opened, err: err}
 	}
-	e.note = note
+	e.note, e.integrity = note, seen
 	return e, nil
 }
 

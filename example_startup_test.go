@@ -69,7 +69,7 @@ func ExampleFindStranded() {
 	}
 	defer os.RemoveAll(dir)
 	file := filepath.Join(dir, "notes.db")
-	env := map[string]string{"DATABASE_URL": "postgres://app@127.0.0.1:1/app?sslmode=disable", "SQLITE_PATH": file}
+	env := map[string]string{"DATABASE_URL": "postgres://app@127.0.0.1:1/app?sslmode=disable", "SQLITE_PATH": file, "TMPDIR": dir}
 	opts := []dbfallback.Option{dbfallback.WithLookupEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })}
 
 	// The primary is down: the fallback file takes two notes.

@@ -99,7 +99,7 @@ type DB struct {
 
 	probeUp   atomic.Int32 // 0 no probe result yet, 1 primary answers, 2 it does not
 	stopProbe context.CancelFunc
-	integrity integrity          // the background check of a SQLite file (sqlite_check.go)
+	integrity *integrity         // damage found in a SQLite file, by a statement or the background check (sqlite_check.go)
 	stopCheck context.CancelFunc // stops that check
 	stranded  []Stranded         // rows left in fallback files (stranded.go)
 	wg        sync.WaitGroup
@@ -182,12 +182,15 @@ func (db *DB) stopBackground() error {
 // to another database. The error's text is redacted; errors.Is and
 // errors.As see the hook's own error.
 //
-// SQLite files: a directory, named pipe, socket or device is never opened,
-// a file that is not SQLite is left untouched and skipped, a damaged
-// SQLite database is moved aside under a name no other move can take,
-// and when a file location fails to open the next one is tried before
-// memory. Once a file is in use, a background check reads all its pages
-// and [DB.Health] reports the outcome.
+// SQLite files: a directory, named pipe, socket or device is never opened
+// (nor a location where SQLite's -wal, -journal or -shm is one), a file
+// that is not SQLite is left untouched and skipped, a damaged SQLite
+// database is moved aside under a name no other move can take, and when a
+// file location fails to open, or is still opening when its share of the
+// deadline ends (another process holds it locked), the next one is tried
+// before memory. Once a file is in use, a background check reads all its
+// pages and [DB.Health] reports the outcome, or the damage a statement
+// met first.
 //
 // When Open lands on the primary while a SQLite fallback file holds rows
 // written while the primary was not in use, Reason, Health, [DB.Stranded]
@@ -291,7 +294,7 @@ func openTarget(ctx context.Context, o *options, r Resolution, t Target) (*engin
 		if _, err := o.sqliteEngine(); err != nil {
 			return nil, permanent(err)
 		}
-		return openSQLiteFile(ctx, o, t)
+		return openSQLiteBounded(ctx, o, t)
 	}
 	return nil, permanent(fmt.Errorf("unknown dialect %q", t.Dialect))
 }
@@ -307,8 +310,13 @@ func newDB(o *options, r Resolution, e *engine, attempts []Attempt) *DB {
 		attempts:  attempts,
 		release:   e.release,
 		logger:    o.logger,
+		integrity: e.integrity,
 	}
 	e.release.add(db.stopBackground, true)
+	if db.integrity == nil {
+		db.integrity = &integrity{}
+	}
+	db.integrity.setLogger(o.logger)
 	var why []string
 	if db.fallback {
 		if r.Primary.IsZero() {

@@ -3,6 +3,7 @@ package dbfallback
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 )
@@ -29,6 +30,18 @@ func (db *DB) String() string {
 
 // GoString returns the same as String, so %#v shows no field of the DB.
 func (db *DB) GoString() string { return db.String() }
+
+// Format prints String's form for every verb (%q quoted), so that no verb
+// walks the DB's fields: fmt prints a struct field by field for verbs
+// such as %d, which would both reach unexported state and race with the
+// DB's background goroutines.
+func (db *DB) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		fmt.Fprintf(f, "%q", db.String())
+		return
+	}
+	io.WriteString(f, db.String())
+}
 
 // LogValue logs a DB as a group: dialect, redacted target, fallback,
 // ephemeral and, when there is one, the reason.

@@ -33,8 +33,10 @@ type Health struct {
 	PrimaryUp *bool `json:"primary_up,omitempty"`
 	// Integrity is the background check of a SQLite file (PRAGMA
 	// quick_check): "checking", "ok", "damaged: <what SQLite found>" (and
-	// Status is then "down"), or "unknown: <why the check failed>". Empty
-	// for PostgreSQL and in-memory databases.
+	// Status is then "down"), or "unknown: <why the check failed>". A
+	// statement of the pool that fails on damage makes it "damaged" at
+	// once, while the check still runs. Empty for PostgreSQL and in-memory
+	// databases.
 	Integrity string `json:"integrity,omitempty"`
 	// Stranded lists rows that SQLite fallback files hold and the primary
 	// does not (see [DB.Stranded]); empty when there are none.

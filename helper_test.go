@@ -78,6 +78,13 @@ func env(kv ...string) Option {
 	for i := 0; i+1 < len(kv); i += 2 {
 		m[kv[i]] = kv[i+1]
 	}
+	if _, ok := m["TMPDIR"]; !ok {
+		// isolatedDirs sets the test's TMPDIR: without it, the machine's
+		// /tmp/app.db would be a location of every test.
+		if v, ok := os.LookupEnv("TMPDIR"); ok {
+			m["TMPDIR"] = v
+		}
+	}
 	return WithLookupEnv(func(k string) (string, bool) {
 		v, ok := m[k]
 		return v, ok
@@ -93,6 +100,7 @@ func isolatedDirs(t *testing.T) (work, tmp string) {
 	require.NoError(t, os.MkdirAll(work, 0o755))
 	require.NoError(t, os.MkdirAll(tmp, 0o755))
 	t.Chdir(work)
+	t.Setenv("TMPDIR", tmp) // read by env
 	return work, tmp
 }
 

@@ -137,8 +137,16 @@ func (e *initError) Unwrap() error    { return e.err }
 func (e *initError) GoString() string { return fmt.Sprintf("%q", e.msg) }
 
 // runInits runs the WithInit hooks in order and returns the first error,
-// redacted and wrapped.
+// redacted and wrapped. A hook that panics has db closed (no pool, file or
+// connection is left open behind the panic) and the panic goes on to
+// Open's caller, as in Tx: a panic is a bug, never a reason to fall back.
 func runInits(ctx context.Context, o *options, db *DB) error {
+	defer func() {
+		if p := recover(); p != nil {
+			db.Close()
+			panic(p)
+		}
+	}()
 	for i, fn := range o.inits {
 		if err := fn(ctx, db); err != nil {
 			kind := "a bug: not falling back"

@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	case os.Getenv(atkLockHolderEnv) != "":
 		atkLockHolder(os.Getenv(atkLockHolderEnv))
 		return
+	case os.Getenv(attackChildEnv) != "":
+		attackChild()
+		return
 	}
 	code := m.Run()
 	if childPath != "" {

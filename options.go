@@ -171,7 +171,8 @@ func WithLogger(l *slog.Logger) Option {
 // SQL, a constraint, a migration tool's error) is a bug: Open closes the
 // candidate and returns the error, under every strategy, rather than move
 // the service's data to another database. The returned error is redacted
-// and wraps the hook's error.
+// and wraps the hook's error. A hook that panics is a bug too: Open closes
+// the candidate and the panic continues to Open's caller.
 func WithInit(fn func(ctx context.Context, db *DB) error) Option {
 	return func(o *options) {
 		if fn != nil {

@@ -114,8 +114,9 @@ func TestEveryTypePrintsRedacted(t *testing.T) {
 // change is a decision rather than an accident.
 func TestPrintedForms(t *testing.T) {
 	isolatedDirs(t)
+	tmp := t.TempDir()
 	r, err := Resolve(context.Background(), WithURL("postgres://u:Zq7Secret@db.example.com/app"), withDataDir(""),
-		env("TMPDIR", t.TempDir()))
+		env("TMPDIR", tmp))
 	require.NoError(t, err)
 	tests := []struct {
 		name, got, want string
@@ -124,7 +125,7 @@ func TestPrintedForms(t *testing.T) {
 		{"Target %#v", fmt.Sprintf("%#v", r.Primary), `dbfallback.Target("postgres://u:xxxxx@db.example.com:5432/app")`},
 		{"Source %v", fmt.Sprint(r.Sources[0]), "WithURL: postgres://u:xxxxx@db.example.com:5432/app (used)"},
 		{"shadowed Source %v", fmt.Sprint(Source{Name: "DATABASE_URL"}), "DATABASE_URL: not set"},
-		{"Resolution %v", fmt.Sprint(r), "primary postgres://u:xxxxx@db.example.com:5432/app from WithURL; fallbacks file:data/app.db, :memory:"},
+		{"Resolution %v", fmt.Sprint(r), "primary postgres://u:xxxxx@db.example.com:5432/app from WithURL; fallbacks file:data/app.db, file:" + tmp + "/app.db, :memory:"},
 		{"SQLitePath %v", fmt.Sprint(r.Paths[0]), "./data data/app.db: usable, chosen"},
 		{"Attempt %v", fmt.Sprint(Attempt{Target: r.Primary, Tries: 1, Duration: time.Millisecond}), "postgres://u:xxxxx@db.example.com:5432/app: ok (1 tries, 1ms)"},
 	}

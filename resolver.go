@@ -390,10 +390,15 @@ func sqliteFileUsable(ctx context.Context, path string, fsType func(string) stri
 func locationWritable(path string, exists bool, fsType func(string) string) error {
 	if exists {
 		f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
-		if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// Gone since it was inspected: another process is moving a
+			// damaged database aside. The directory decides.
+		case err != nil:
 			return fmt.Errorf("dbfallback: %s cannot be opened for writing: %w", path, err)
+		default:
+			f.Close()
 		}
-		f.Close()
 	}
 	dir := filepath.Dir(path)
 	existing := dir

@@ -112,8 +112,15 @@ func runSecretCase(tb testing.TB, c secretgen.Case, dir string, open bool) *chan
 	logger := slog.New(teeHandler{slog.NewTextHandler(&text, nil), slog.NewJSONHandler(&js, nil)})
 	db, err := Open(ctx, lookup, withDataDir(""), withLookupFunc(failOnDNS), WithConnectTimeout(2*time.Second), WithLogger(logger))
 	require.NoError(tb, err, "the default strategy always opens")
-	defer db.Close()
-	run.addValue("*DB", db)
+	defer func() {
+		// Reflection reads every field of the DB, background goroutines'
+		// state included: walk it once they have stopped.
+		db.Close()
+		run.add("*DB reflected strings", strings.Join(walkStrings(db), "\n"))
+	}()
+	for ch, text := range renderAll(db) {
+		run.add("*DB via "+ch, text)
+	}
 	for i, a := range db.Attempts() {
 		run.addValue("Attempt "+strconv.Itoa(i), a)
 	}

@@ -3,10 +3,15 @@ package dbfallback
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dbfallback/dbfallback/internal/sqlengine"
 )
@@ -49,16 +54,17 @@ func openSQLiteFile(ctx context.Context, o *options, t Target) (*engine, error) 
 	if s, err := inspectSQLiteFile(ctx, t.Path); err == nil && s.kind == fileSQLite {
 		// A damaged header, a foreign file and the like are prepareSQLiteFile's.
 		if err := probeReadOnly(ctx, t); isDamage(err) {
-			if note, err = moveDamaged(ctx, o, t, err); err != nil {
+			if note, err = moveDamaged(ctx, o, t, s.info, err); err != nil {
 				return nil, err
 			}
 		}
 	}
 	e, err := openSQLite(ctx, o, t)
-	if isDamage(err) && note == "" {
+	var opened *openedFileError
+	if isDamage(err) && note == "" && errors.As(err, &opened) {
 		// Damage the read-only probe could not see (it gives way to a hot
 		// journal, say) but the pool did, before writing anything.
-		if note, err = moveDamaged(ctx, o, t, err); err != nil {
+		if note, err = moveDamaged(ctx, o, t, opened.info, err); err != nil {
 			return nil, err
 		}
 		e, err = openSQLite(ctx, o, t)
@@ -83,25 +89,43 @@ func openSQLiteFile(ctx context.Context, o *options, t Target) (*engine, error) 
 	return e, nil
 }
 
-// moveDamaged moves the file of t aside after SQLite reported damage.
-func moveDamaged(ctx context.Context, o *options, t Target, damage error) (string, error) {
+// moveDamaged moves aside the file of t that SQLite found damaged, was,
+// under the directory's lock (see lockDir). When another process has
+// already replaced it (moved it aside and created a new database), the
+// file there now is not the damaged one: nothing moves, and the note is
+// empty.
+func moveDamaged(ctx context.Context, o *options, t Target, was os.FileInfo, damage error) (string, error) {
 	why := "a damaged SQLite database (" + damage.Error() + ")"
-	s, err := inspectSQLiteFile(ctx, t.Path)
+	unlock, err := lockDir(ctx, filepath.Dir(t.Path))
 	if err != nil {
 		return "", fmt.Errorf("dbfallback: %s is %s: %w", t.Path, why, err)
 	}
-	aside, err := moveAside(ctx, t.Path, s.info, o.now)
+	defer unlock()
+	aside, err := moveAside(ctx, t.Path, was, o.now)
+	if errors.Is(err, errChanged) {
+		return "", nil
+	}
 	if err != nil {
 		return "", fmt.Errorf("dbfallback: %s is %s and could not be moved aside: %w", t.Path, why, err)
 	}
 	return fmt.Sprintf("%s was %s; moved it aside to %s", t.Path, why, aside), nil
 }
 
+// openedFileError is a failure to open the SQLite file whose identity is
+// info, so that a damage error moves aside that file and no other.
+type openedFileError struct {
+	info os.FileInfo
+	err  error
+}
+
+func (e *openedFileError) Error() string { return e.err.Error() }
+func (e *openedFileError) Unwrap() error { return e.err }
+
 // probeReadOnly runs probePages on a read-only connection to t, which
 // writes nothing. Only damage matters: other errors (no file yet, a hot
 // journal a reader cannot roll back) are for the pool to meet.
 func probeReadOnly(ctx context.Context, t Target) error {
-	db, err := openRawSQLite(readOnlyDSN(t, "_busy_timeout=5000"))
+	db, err := openRawSQLite(readOnlyDSN(t, busyWithin(ctx, 5*time.Second)))
 	if err != nil {
 		return err
 	}
@@ -201,17 +225,56 @@ const (
 	integrityUnknown  = "unknown"
 )
 
-// integrity is the background check's state.
+// integrity is what is known of a SQLite file's damage: the background
+// check's state, or the damage a statement of the pool met first, which
+// Health reports from that moment on (the check of a large file takes
+// seconds; a read of a damaged page fails at once).
 type integrity struct {
+	path   string // the file, for the log line
 	mu     sync.Mutex
 	state  string // "" when no check runs (PostgreSQL, memory)
 	detail string
+	logger *slog.Logger // nil until the DB exists
 }
 
+// set records the background check's state. Damage, once seen, stays.
 func (i *integrity) set(state, detail string) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	if i.state == integrityDamaged && state != integrityDamaged {
+		return
+	}
 	i.state, i.detail = state, detail
+}
+
+func (i *integrity) setLogger(l *slog.Logger) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.logger = l
+}
+
+// note records err when it says that the file is damaged
+// (SQLITE_CORRUPT: "file is not a database" comes from a file being
+// opened, such as one a statement ATTACHes, never from the pages of the
+// one in use), and returns it. A nil integrity (an in-memory database)
+// records nothing.
+func (i *integrity) note(err error) error {
+	if i == nil || sqlitePrimary(err) != sqlengine.Corrupt {
+		return err
+	}
+	i.mu.Lock()
+	first := i.state != integrityDamaged
+	if first {
+		i.state, i.detail = integrityDamaged, "a statement failed: "+err.Error()
+	}
+	logger := i.logger
+	i.mu.Unlock()
+	if first && logger != nil {
+		logger.Error("dbfallback: the SQLite database file is damaged; reads of the damaged pages fail",
+			"path", i.path, "error", err.Error(),
+			"hint", "stop the service and restore the file from a copy, or move it aside so a new database is created")
+	}
+	return err
 }
 
 func (i *integrity) get() (state, detail string) {
@@ -241,7 +304,7 @@ func (db *DB) startIntegrityCheck() {
 		if ctx.Err() != nil {
 			return // closed before the end: nothing learnt
 		}
-		if state == integrityDamaged {
+		if prev, _ := db.integrity.get(); state == integrityDamaged && prev != integrityDamaged {
 			db.logger.Error("dbfallback: the SQLite database file is damaged; reads of the damaged pages fail",
 				"path", t.Path, "quick_check", detail,
 				"hint", "stop the service and restore the file from a copy, or move it aside so a new database is created")

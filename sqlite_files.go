@@ -19,7 +19,9 @@ import (
 //
 // The rules, in order:
 //   - a directory, named pipe (FIFO), socket or device is never opened as a
-//     database, and is opened by the probes only without blocking;
+//     database, and is opened by the probes only without blocking; nor is
+//     a location where SQLite's -wal, -journal or -shm is one (or a
+//     symbolic link), nor a symbolic link to nothing;
 //   - a missing or empty file becomes a new database;
 //   - a regular file that does not start with SQLite's 16-byte magic is
 //     someone else's file (a mistyped SQLITE_PATH naming go.mod): it is
@@ -40,6 +42,7 @@ type fileKind int
 
 const (
 	fileNew     fileKind = iota // nothing, or an empty file: SQLite creates a database
+	fileOrphan                  // like fileNew, but a -wal or -journal is left beside it
 	fileSQLite                  // a SQLite database, by its header
 	fileDamaged                 // SQLite's magic, but a damaged header or missing pages
 	fileForeign                 // a regular file that is not SQLite
@@ -81,7 +84,14 @@ func inspectSQLiteFile(ctx context.Context, path string) (fileState, error) {
 func inspectFile(path string) (fileState, error) {
 	st, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-		return fileState{kind: fileNew}, nil
+		// A symbolic link to nothing points somewhere on purpose (a volume
+		// not mounted yet, say): a database created through it would land
+		// where nobody looks for it.
+		if lst, err := os.Lstat(path); err == nil && lst.Mode()&fs.ModeSymlink != 0 {
+			target, _ := os.Readlink(path)
+			return fileState{kind: fileSpecial, why: fmt.Sprintf("is a symbolic link to %s, which does not exist; it was left untouched", target)}, nil
+		}
+		return sideFilesState(path, newState(path, nil)), nil
 	}
 	if err != nil {
 		return fileState{}, unwrapPathError(err)
@@ -89,8 +99,14 @@ func inspectFile(path string) (fileState, error) {
 	if why := specialKind(st.Mode()); why != "" {
 		return fileState{kind: fileSpecial, why: why, info: st}, nil
 	}
+	// SQLite follows a symbolic link and keeps its -wal, -journal and -shm
+	// beside the file the link names.
+	real := path
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		real = r
+	}
 	if st.Size() == 0 {
-		return fileState{kind: fileNew, info: st}, nil
+		return sideFilesState(real, newState(real, st)), nil
 	}
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
@@ -105,7 +121,7 @@ func inspectFile(path string) (fileState, error) {
 		return fileState{kind: fileSpecial, why: why, info: st}, nil
 	}
 	if st.Size() == 0 {
-		return fileState{kind: fileNew, info: st}, nil
+		return sideFilesState(real, newState(real, st)), nil
 	}
 	var hdr [100]byte
 	n, err := io.ReadFull(f, hdr[:])
@@ -113,13 +129,74 @@ func inspectFile(path string) (fileState, error) {
 		return fileState{}, fmt.Errorf("cannot be read: %w", err)
 	}
 	s := classifyHeader(hdr[:n], st.Size(), func(suffix string) int64 {
-		if st, err := os.Stat(path + suffix); err == nil && st.Mode().IsRegular() {
+		if st, err := os.Lstat(real + suffix); err == nil && st.Mode().IsRegular() {
 			return st.Size()
 		}
 		return 0
 	})
 	s.info = st
-	return s, nil
+	if s.kind == fileForeign {
+		return s, nil // left untouched whatever is beside it
+	}
+	return sideFilesState(real, s), nil
+}
+
+// newState is the state of a location with no database (info nil), or an
+// empty file, at path. A non-empty -wal there has lost its database
+// (deleted, or emptied: a live database in WAL mode always has its first
+// page written), and so has a non-empty -journal when the database file
+// itself is gone (beside an empty file it may be the journal of another
+// process creating the database right now). SQLite deletes such a log
+// when it creates the new database, and it may hold the only copy of
+// recent rows.
+func newState(path string, info os.FileInfo) fileState {
+	suffixes := []string{"-wal"}
+	if info == nil {
+		suffixes = append(suffixes, "-journal")
+	}
+	for _, suffix := range suffixes {
+		if st, err := os.Lstat(path + suffix); err == nil && st.Mode().IsRegular() && st.Size() > 0 {
+			return fileState{kind: fileOrphan, info: info, why: fmt.Sprintf("has %s%s beside it but no database", path, suffix)}
+		}
+	}
+	return fileState{kind: fileNew, info: info}
+}
+
+// sqliteSideFiles are the files SQLite opens, creates or deletes beside a
+// database.
+var sqliteSideFiles = []string{"-wal", "-journal", "-shm"}
+
+// sideFilesState returns s, or a fileSpecial state when SQLite would open
+// (or delete) something beside the database at path that is not a regular
+// file: a named pipe there blocks SQLite's open forever, a link would
+// have SQLite write through it.
+func sideFilesState(path string, s fileState) fileState {
+	for _, suffix := range sqliteSideFiles {
+		st, err := os.Lstat(path + suffix)
+		if err != nil || st.Mode().IsRegular() {
+			continue
+		}
+		return fileState{kind: fileSpecial, info: s.info,
+			why: fmt.Sprintf("has %s%s beside it, which is %s, not SQLite's %s file; SQLite would open it with the database, so it was left untouched", path, suffix, modeName(st.Mode()), suffix)}
+	}
+	return s
+}
+
+// modeName names the kind of a file that is not a regular file.
+func modeName(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a regular file"
 }
 
 // specialKind names a file that must never be opened as a database; ""
@@ -227,8 +304,15 @@ func prepareSQLiteFile(ctx context.Context, path string, now func() time.Time) (
 	}); err != nil {
 		return "", fmt.Errorf("dbfallback: create directory for %s: %w", path, unwrapPathError(err))
 	}
-	// Another process may move the same file aside at the same moment:
-	// when the file changes under a move, look again.
+	// Another process may act on the same file at the same moment: the
+	// lock makes looking, moving aside and creating one step, and when the
+	// file still changes under a move (a process without the lock), look
+	// again.
+	unlock, err := lockDir(ctx, filepath.Dir(path))
+	if err != nil {
+		return "", fmt.Errorf("dbfallback: %s: %w", path, err)
+	}
+	defer unlock()
 	for range 3 {
 		s, err := inspectSQLiteFile(ctx, path)
 		if err != nil {
@@ -247,12 +331,59 @@ func prepareSQLiteFile(ctx context.Context, path string, now func() time.Time) (
 			}
 			note = fmt.Sprintf("%s was %s; moved it aside to %s", path, s.why, aside)
 		}
+		if s.kind == fileOrphan {
+			aside, err := moveOrphansAside(ctx, path, now)
+			if err != nil {
+				return "", fmt.Errorf("dbfallback: %s %s, which could not be moved aside: %w", path, s.why, err)
+			}
+			note = fmt.Sprintf("%s %s (SQLite would delete it); moved it aside to %s-wal/-journal", path, s.why, aside)
+		}
 		if _, err := withinProbe(ctx, func() (struct{}, error) { return struct{}{}, createFile(path) }); err != nil {
 			return note, fmt.Errorf("dbfallback: open %s: %w", path, unwrapPathError(err))
 		}
 		return note, nil
 	}
 	return "", fmt.Errorf("dbfallback: %s keeps changing while it is inspected (another process is moving it?)", path)
+}
+
+// dirLockPoll is how often lockDir tries again for a lock another process
+// holds.
+const dirLockPoll = 5 * time.Millisecond
+
+// lockDir takes an exclusive advisory lock (flock(2)) on dir and returns
+// its release. Every process of this package takes it to look at, move
+// aside, or create a database in dir, so that one never moves aside the
+// files (a new -wal, say) of a database another has just created there.
+// The wait polls, bounded by ctx and fileProbeTimeout (a lock is a
+// resource: it is not taken on a goroutine that could outlive the call).
+// Where the filesystem has no flock, or the directory cannot be opened, it
+// goes on without the lock.
+func lockDir(ctx context.Context, dir string) (func(), error) {
+	pctx, cancel := context.WithTimeout(ctx, fileProbeTimeout)
+	defer cancel()
+	f, err := os.Open(dir)
+	if err != nil {
+		// A directory that can be written but not read (mode 0733, say)
+		// cannot be locked: go on as without flock.
+		return func() {}, nil
+	}
+	fd := int(f.Fd())
+	for {
+		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
+		switch {
+		case err == nil:
+			return func() { syscall.Flock(fd, syscall.LOCK_UN); f.Close() }, nil
+		case !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR):
+			return func() { f.Close() }, nil // no flock here: no lock to take
+		}
+		if !sleepCtx(pctx, dirLockPoll) {
+			f.Close()
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("another process held %s locked for %s", dir, fileProbeTimeout)
+		}
+	}
 }
 
 // createFile creates path with mode 0600 if it does not exist, without
@@ -320,6 +451,38 @@ func moveAside(ctx context.Context, path string, was os.FileInfo, now func() tim
 			return aside, nil
 		}
 		return "", fmt.Errorf("%d names %s.corrupt-%s[-n] are taken", maxAsideNames, path, stamp)
+	})
+}
+
+// moveOrphansAside renames the -wal and -journal of path, whose database
+// is gone or empty, to <path>.orphan-<UTC time>[-n]-wal and -journal, the
+// first such names nothing takes yet, without replacing anything. It
+// returns the new base name.
+func moveOrphansAside(ctx context.Context, path string, now func() time.Time) (string, error) {
+	if now == nil {
+		now = time.Now
+	}
+	stamp := now().UTC().Format("20060102T150405Z")
+	return withinProbe(ctx, func() (string, error) {
+		for n := 1; n <= maxAsideNames; n++ {
+			aside := path + ".orphan-" + stamp
+			if n > 1 {
+				aside = fmt.Sprintf("%s-%d", aside, n)
+			}
+			if anyExists(aside, sqliteCompanions) {
+				continue
+			}
+			for _, c := range []string{"-wal", "-journal"} {
+				if st, err := os.Lstat(path + c); err != nil || !st.Mode().IsRegular() {
+					continue
+				}
+				if err := renameNoReplace(path+c, aside+c); err != nil {
+					return "", err
+				}
+			}
+			return aside, nil
+		}
+		return "", fmt.Errorf("%d names %s.orphan-%s[-n] are taken", maxAsideNames, path, stamp)
 	})
 }
 

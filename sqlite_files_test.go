@@ -359,8 +359,10 @@ func TestOpenTriesNextFileLocation(t *testing.T) {
 		defer db.Close()
 		assert.Equal(t, filepath.Join("data", "app.db"), db.Target().Path)
 		assert.False(t, db.Target().Memory)
-		require.Len(t, db.Attempts(), 2)
-		assert.Contains(t, db.Reason(), "file:"+first)
+		// SQLite would open the -shm with the database: the location is
+		// skipped before it is opened (it used to fail at Open).
+		require.Len(t, db.Attempts(), 1)
+		assert.Contains(t, db.Reason(), first+"-shm beside it, which is a directory")
 		_, err = db.Exec("CREATE TABLE t(x); INSERT INTO t VALUES (1)")
 		assert.NoError(t, err)
 	})
@@ -374,9 +376,9 @@ func TestOpenTriesNextFileLocation(t *testing.T) {
 		require.NoError(t, err)
 		defer db.Close()
 		assert.True(t, db.Target().Memory)
-		require.Len(t, db.Attempts(), 4)
+		require.Len(t, db.Attempts(), 1, "each location is skipped before it is opened")
 		for _, p := range []string{first, filepath.Join("data", "app.db"), filepath.Join(tmp, "app.db")} {
-			assert.Contains(t, db.Reason(), "file:"+p)
+			assert.Contains(t, db.Reason(), p+"-shm beside it")
 		}
 	})
 	t.Run("a device at the first location", func(t *testing.T) {

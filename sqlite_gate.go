@@ -254,6 +254,7 @@ type gatedConnector struct {
 	engine sqlengine.Engine
 	dsn    string
 	gate   *writeGate
+	seen   *integrity // records damage a statement met (sqlite_check.go); nil for memory
 }
 
 func (c *gatedConnector) Connect(ctx context.Context) (driver.Conn, error) {
@@ -261,7 +262,7 @@ func (c *gatedConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &gatedConn{Conn: conn, gate: c.gate}, nil
+	return &gatedConn{Conn: conn, gate: c.gate, seen: c.seen}, nil
 }
 
 func (c *gatedConnector) Driver() driver.Driver { return c.engine.Driver() }
@@ -271,6 +272,7 @@ func (c *gatedConnector) Driver() driver.Driver { return c.engine.Driver() }
 type gatedConn struct {
 	sqlengine.Conn
 	gate *writeGate
+	seen *integrity
 	inTx bool
 	// aborted is the first error of a statement of the open transaction,
 	// which then fails as PostgreSQL's would (see sqlite_txabort.go).
@@ -370,7 +372,7 @@ func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver
 		}
 		res, err := c.Conn.ExecContext(ctx, query, args)
 		c.txNote(query, err)
-		return res, err
+		return res, c.seen.note(err)
 	}
 	done, start, err := c.take(ctx, nil)
 	if err != nil {
@@ -378,7 +380,7 @@ func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver
 	}
 	defer done()
 	res, err := c.Conn.ExecContext(ctx, query, args)
-	return res, c.gate.lockWait(err, time.Since(start))
+	return res, c.seen.note(c.gate.lockWait(err, time.Since(start)))
 }
 
 // QueryContext runs a query; one that writes (INSERT … RETURNING) outside
@@ -392,12 +394,16 @@ func (c *gatedConn) QueryContext(ctx context.Context, query string, args []drive
 		rows, err := c.Conn.QueryContext(ctx, query, args)
 		c.txNote(query, err)
 		if err != nil {
-			return nil, err
+			return nil, c.seen.note(err)
 		}
-		return &gatedRows{Rows: rows.(sqlengine.Rows), tx: c}, nil
+		return &gatedRows{Rows: rows.(sqlengine.Rows), tx: c, seen: c.seen}, nil
 	}
 	if !c.writes(ctx, query) {
-		return c.Conn.QueryContext(ctx, query, args)
+		rows, err := c.Conn.QueryContext(ctx, query, args)
+		if err != nil {
+			return nil, c.seen.note(err)
+		}
+		return &gatedRows{Rows: rows.(sqlengine.Rows), seen: c.seen}, nil
 	}
 	done, start, err := c.take(ctx, nil)
 	if err != nil {
@@ -406,9 +412,9 @@ func (c *gatedConn) QueryContext(ctx context.Context, query string, args []drive
 	rows, err := c.Conn.QueryContext(ctx, query, args)
 	if err != nil {
 		done()
-		return nil, c.gate.lockWait(err, time.Since(start))
+		return nil, c.seen.note(c.gate.lockWait(err, time.Since(start)))
 	}
-	return &gatedRows{Rows: rows.(sqlengine.Rows), gate: c.gate, done: done, waited: time.Since(start)}, nil
+	return &gatedRows{Rows: rows.(sqlengine.Rows), gate: c.gate, done: done, waited: time.Since(start), seen: c.seen}, nil
 }
 
 // writes reports whether query may write. A single statement that
@@ -545,10 +551,11 @@ func (s *gatedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (
 		}
 		res, err := s.Stmt.ExecContext(ctx, args)
 		s.conn.txNote(s.query, err)
-		return res, err
+		return res, s.conn.seen.note(err)
 	}
 	if s.readonly {
-		return s.Stmt.ExecContext(ctx, args)
+		res, err := s.Stmt.ExecContext(ctx, args)
+		return res, s.conn.seen.note(err)
 	}
 	done, start, err := s.conn.take(ctx, nil)
 	if err != nil {
@@ -556,7 +563,7 @@ func (s *gatedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (
 	}
 	defer done()
 	res, err := s.Stmt.ExecContext(ctx, args)
-	return res, s.conn.gate.lockWait(err, time.Since(start))
+	return res, s.conn.seen.note(s.conn.gate.lockWait(err, time.Since(start)))
 }
 
 func (s *gatedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
@@ -567,12 +574,16 @@ func (s *gatedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) 
 		rows, err := s.Stmt.QueryContext(ctx, args)
 		s.conn.txNote(s.query, err)
 		if err != nil {
-			return nil, err
+			return nil, s.conn.seen.note(err)
 		}
-		return &gatedRows{Rows: rows.(sqlengine.Rows), tx: s.conn}, nil
+		return &gatedRows{Rows: rows.(sqlengine.Rows), tx: s.conn, seen: s.conn.seen}, nil
 	}
 	if s.readonly {
-		return s.Stmt.QueryContext(ctx, args)
+		rows, err := s.Stmt.QueryContext(ctx, args)
+		if err != nil {
+			return nil, s.conn.seen.note(err)
+		}
+		return &gatedRows{Rows: rows.(sqlengine.Rows), seen: s.conn.seen}, nil
 	}
 	done, start, err := s.conn.take(ctx, nil)
 	if err != nil {
@@ -581,23 +592,26 @@ func (s *gatedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) 
 	rows, err := s.Stmt.QueryContext(ctx, args)
 	if err != nil {
 		done()
-		return nil, s.conn.gate.lockWait(err, time.Since(start))
+		return nil, s.conn.seen.note(s.conn.gate.lockWait(err, time.Since(start)))
 	}
-	return &gatedRows{Rows: rows.(sqlengine.Rows), gate: s.conn.gate, done: done, waited: time.Since(start)}, nil
+	return &gatedRows{Rows: rows.(sqlengine.Rows), gate: s.conn.gate, done: done, waited: time.Since(start), seen: s.conn.seen}, nil
 }
 
-// gatedRows are the rows of a write outside a transaction, which hold the
-// gate until closed, or the rows of a statement inside one, whose failure
-// aborts the transaction (see sqlite_txabort.go). The engines take the
-// first step when the query runs, so a busy error met then is reported by
-// the first Next, and classified with the time the query waited.
+// gatedRows are the rows of a query. Those of a write outside a
+// transaction hold the gate until closed (gate is set); those of a
+// statement inside one report a failure that aborts the transaction (tx
+// is set, see sqlite_txabort.go). The engines take the first step when the
+// query runs, so a busy error met then is reported by the first Next, and
+// classified with the time the query waited. Every query's rows report
+// damage they meet to seen (sqlite_check.go).
 type gatedRows struct {
 	sqlengine.Rows
-	gate   *writeGate // nil inside a transaction
+	gate   *writeGate // nil for a read or inside a transaction
 	done   func()     // releases the gate; nil once called
 	waited time.Duration
 	nexted bool
 	tx     *gatedConn // the connection whose transaction the rows belong to
+	seen   *integrity
 }
 
 func (r *gatedRows) Next(dest []driver.Value) error {
@@ -609,6 +623,7 @@ func (r *gatedRows) Next(dest []driver.Value) error {
 		if r.tx != nil {
 			r.tx.txNote("", err)
 		}
+		r.seen.note(err)
 	}
 	r.nexted = true
 	return err

@@ -56,17 +56,38 @@ type StrandedTable struct {
 	// rowid (WITHOUT ROWID): Rows is then how many more rows it has than
 	// when the fallback began (all of them for a table created since).
 	AfterRowID int64 `json:"after_rowid"`
+	// Changed reports that the row that had rowid AfterRowID when the
+	// fallback began was deleted or changed since. In a table without
+	// AUTOINCREMENT, SQLite then gives the next insert that rowid again,
+	// so rows at or below AfterRowID may be new too (or the file was
+	// replaced): compare them with the primary by hand. Always false for
+	// tables without a rowid.
+	Changed bool `json:"changed,omitempty"`
 }
 
 // String summarises s in one line, for logs and reasons.
 func (s Stranded) String() string {
 	var tables []string
 	for _, t := range s.Tables {
-		tables = append(tables, fmt.Sprintf("%s: %d", t.Name, t.Rows))
+		entry := fmt.Sprintf("%s: %d", t.Name, t.Rows)
+		if t.Changed {
+			entry += fmt.Sprintf(", and rows up to rowid %d changed", t.AfterRowID)
+		}
+		tables = append(tables, entry)
 	}
 	since := s.Since.UTC().Format(time.RFC3339)
 	return fmt.Sprintf("SQLite fallback file %s holds %d rows written while the primary was not in use (%s), between %s and %s; merge them into the primary by hand, then call dbfallback.MarkMerged, run the doctor with -merged, or set %s=%s@%s, to stop this report",
 		s.Path, s.Rows, strings.Join(tables, ", "), since, s.LastWrite.UTC().Format(time.RFC3339), mergedEnv, s.Path, since)
+}
+
+// reportable reports whether s holds anything the primary does not have.
+func (s Stranded) reportable() bool {
+	for _, t := range s.Tables {
+		if t.Rows > 0 || t.Changed {
+			return true
+		}
+	}
+	return false
 }
 
 // findStranded reports, for each path other than skip, the rows stranded
@@ -91,7 +112,7 @@ func findStranded(ctx context.Context, paths []string, skip string) ([]Stranded,
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("dbfallback: count rows left in %s: %w", p, err))
-		case c.ok && c.s.Rows > 0:
+		case c.ok && c.s.reportable():
 			out = append(out, c.s)
 		}
 	}

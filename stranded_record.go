@@ -2,14 +2,19 @@ package dbfallback
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dbfallback/dbfallback/internal/sqlengine"
@@ -28,17 +33,41 @@ type strandedRecord struct {
 	Marks map[string]int64 `json:"rowid_marks"`
 	// Counts holds, per table without a rowid, its row count then.
 	Counts map[string]int64 `json:"row_counts,omitempty"`
+	// Last holds, per table with a rowid and rows, a digest of the row at
+	// its mark: that row deleted or changed means rowids at or below the
+	// mark may have been given to new rows (see rowDigest).
+	Last map[string]string `json:"last_row_digests,omitempty"`
 	// MergedAt ends the period: set by MarkMerged.
 	MergedAt *time.Time `json:"merged_at,omitempty"`
 }
 
 func (r *strandedRecord) open() bool { return r != nil && r.MergedAt == nil }
 
+// maxRecordSize bounds the record read: a real one is a few hundred bytes
+// per table.
+const maxRecordSize = 1 << 20
+
+// readStrandedRecord reads the record next to path; nil when there is
+// none. Whatever is there is only read, and only when it is a regular file
+// (opened without blocking: a named pipe there must not hold Open).
 func readStrandedRecord(path string) (*strandedRecord, error) {
-	data, err := os.ReadFile(path + strandedSuffix)
+	name := path + strandedSuffix
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is %s, not a dbfallback record; it was left untouched", name, modeName(st.Mode()))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxRecordSize))
 	if err != nil {
 		return nil, err
 	}
@@ -75,8 +104,9 @@ func writeStrandedRecord(path string, rec *strandedRecord) error {
 }
 
 // recordFallbackStart starts a fallback period for the SQLite file db uses,
-// unless one is open: it notes the time and each table's largest rowid.
-// The reads are O(tables), whatever the size of the file.
+// unless one is open: it notes the time and each table's largest rowid,
+// with a digest of the row that has it. The reads are O(tables), whatever
+// the size of the file.
 func recordFallbackStart(ctx context.Context, db *sql.DB, path string, now time.Time) error {
 	rec, err := readStrandedRecord(path)
 	if err != nil || rec.open() {
@@ -91,6 +121,16 @@ func recordFallbackStart(ctx context.Context, db *sql.DB, path string, now time.
 		var mark sql.NullInt64
 		if err := db.QueryRowContext(ctx, "SELECT max(rowid) FROM "+quoteIdent(name)).Scan(&mark); err == nil {
 			rec.Marks[name] = mark.Int64
+			if mark.Valid {
+				digest, err := rowDigest(ctx, db, name, mark.Int64)
+				if err != nil {
+					return err
+				}
+				if rec.Last == nil {
+					rec.Last = map[string]string{}
+				}
+				rec.Last[name] = digest
+			}
 			continue
 		}
 		var n int64 // no rowid: count, once, at the start of the period
@@ -103,6 +143,36 @@ func recordFallbackStart(ctx context.Context, db *sql.DB, path string, now time.
 		rec.Counts[name] = n
 	}
 	return writeStrandedRecord(path, rec)
+}
+
+// rowDigest returns a digest of the values of the row of table with the
+// given rowid ("" when there is none), from SQLite's own rendering of
+// each value (quote()), so that it does not depend on how a connection's
+// driver settings convert them.
+func rowDigest(ctx context.Context, db *sql.DB, table string, rowid int64) (string, error) {
+	rows, err := db.QueryContext(ctx, "SELECT * FROM "+quoteIdent(table)+" LIMIT 0")
+	if err != nil {
+		return "", err
+	}
+	cols, err := rows.Columns()
+	rows.Close()
+	if err != nil {
+		return "", err
+	}
+	quoted := make([]string, len(cols))
+	for i, c := range cols {
+		quoted[i] = "quote(" + quoteIdent(c) + ")"
+	}
+	var values sql.NullString
+	err = db.QueryRowContext(ctx, "SELECT "+strings.Join(quoted, " || ',' || ")+" FROM "+quoteIdent(table)+" WHERE rowid = ?", rowid).Scan(&values)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(values.String))
+	return hex.EncodeToString(sum[:16]), nil
 }
 
 // userTables lists the tables of a SQLite database, SQLite's own aside.
@@ -123,6 +193,47 @@ func userTables(ctx context.Context, db *sql.DB) ([]string, error) {
 	return out, rows.Err()
 }
 
+// openForCounting opens the database at path read-only (mode=ro: it reads
+// the write-ahead log and writes neither the file nor the log) and lists
+// its tables. A read-only connection to a WAL database needs SQLite's -shm
+// beside the file; where it is missing and cannot be created (the
+// directory became read-only: a volume remounted, permissions tightened),
+// nothing can be writing the database (a writer would have created it),
+// so the file is read without locks: with the log's index in memory
+// (vfs=unix-none, exclusive locking mode) when there is a log, else as
+// an immutable file.
+func openForCounting(ctx context.Context, path string) (*sql.DB, []string, error) {
+	t := sqliteTarget(path, false, nil)
+	unlocked := "immutable=1"
+	if st, err := os.Stat(path + "-wal"); err == nil && st.Size() > 0 {
+		unlocked = "vfs=unix-none&_locking_mode=EXCLUSIVE"
+	}
+	var first error
+	for _, tuning := range []string{busyWithin(ctx, 5*time.Second), unlocked} {
+		db, err := openRawSQLite(readOnlyDSN(t, tuning))
+		if err != nil {
+			return nil, nil, err
+		}
+		db.SetMaxOpenConns(1)
+		tables, err := userTables(ctx, db)
+		if err == nil {
+			return db, tables, nil
+		}
+		db.Close()
+		if first != nil {
+			break
+		}
+		first = err
+		if code := sqlitePrimary(err); code != sqlengine.CantOpen && code != sqlengine.ReadOnly {
+			break
+		}
+		if _, err := os.Lstat(path + "-shm"); err == nil {
+			break // the index exists: the failure is something else
+		}
+	}
+	return nil, nil, first
+}
+
 // countStranded counts the rows written to path since its open fallback
 // period began. It opens the file read-only (mode=ro), which reads the
 // write-ahead log and never writes the file or the log. ok is false when
@@ -135,17 +246,22 @@ func countStranded(ctx context.Context, path string) (s Stranded, ok bool, err e
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return s, false, nil // the database was deleted: nothing left to report
 	}
-	db, err := openRawSQLite(readOnlyDSN(sqliteTarget(path, false, nil), "_busy_timeout=5000"))
+	db, tables, err := openForCounting(ctx, path)
 	if err != nil {
 		return s, false, err
 	}
 	defer db.Close()
-	db.SetMaxOpenConns(1)
-	tables, err := userTables(ctx, db)
-	if err != nil {
-		return s, false, err
-	}
 	s = Stranded{Path: path, Since: rec.Since}
+	present := map[string]bool{}
+	for _, name := range tables {
+		present[name] = true
+	}
+	// A table that had rows and is gone lost them all.
+	for name, digest := range rec.Last {
+		if !present[name] && digest != "" {
+			s.Tables = append(s.Tables, StrandedTable{Name: name, AfterRowID: rec.Marks[name], Changed: true})
+		}
+	}
 	for _, name := range tables {
 		st := StrandedTable{Name: name, AfterRowID: rec.Marks[name]} // 0 for a table created since: every row
 		var n int64
@@ -162,12 +278,20 @@ func countStranded(ctx context.Context, path string) (s Stranded, ok bool, err e
 		if err != nil {
 			return s, false, fmt.Errorf("count rows of %s: %w", name, err)
 		}
-		if n > 0 {
+		if then, ok := rec.Last[name]; ok && then != "" && !noRowID {
+			now, err := rowDigest(ctx, db, name, st.AfterRowID)
+			if err != nil {
+				return s, false, fmt.Errorf("read the last row of %s: %w", name, err)
+			}
+			st.Changed = now != then
+		}
+		if n > 0 || st.Changed {
 			st.Rows = n
 			s.Tables = append(s.Tables, st)
 			s.Rows += n
 		}
 	}
+	sort.Slice(s.Tables, func(i, j int) bool { return s.Tables[i].Name < s.Tables[j].Name })
 	// Modification times are coarse (a few milliseconds): never before
 	// the period began.
 	s.LastWrite = s.Since

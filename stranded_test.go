@@ -160,8 +160,8 @@ func TestStrandedWithoutPostgres(t *testing.T) {
 	primary := filepath.Join(dir, "primary")
 	fallbackPath := filepath.Join(dir, "fallback.db")
 	require.NoError(t, os.Mkdir(primary+".db", 0o700)) // the primary's file is a directory: unusable
-	opts := []Option{env("DATABASE_URL", "sqlite:///"+primary+".db", "SQLITE_PATH", fallbackPath), withDataDir(""), notesSchema}
 	isolatedDirs(t)
+	opts := []Option{env("DATABASE_URL", "sqlite:///"+primary+".db", "SQLITE_PATH", fallbackPath), withDataDir(""), notesSchema}
 	fb, err := Open(context.Background(), opts...)
 	require.NoError(t, err)
 	require.Equal(t, fallbackPath, fb.Target().Path, fb.Reason())

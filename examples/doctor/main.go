@@ -158,6 +158,9 @@ func reportStranded(w io.Writer, found []dbfallback.Stranded, err error) {
 			} else {
 				fmt.Fprintf(w, "    %s: %d more rows\n", t.Name, t.Rows)
 			}
+			if t.Changed {
+				fmt.Fprintf(w, "    %s: the row with rowid %d, its last before the fallback, was deleted or changed: rows up to rowid %d may be new too; compare them with the primary\n", t.Name, t.AfterRowID, t.AfterRowID)
+			}
 		}
 		fmt.Fprintf(w, "    merge them into the primary by hand (see the README), then run: doctor -merged %s\n", s.Path)
 	}
