@@ -59,6 +59,21 @@
 // handler needs it. On SQLite every wait for the write lock is bounded
 // by the busy timeout, once.
 //
+// # Several replicas, failover and poolers
+//
+// A service with more than one replica should use [PrimaryOnly]: each
+// replica's SQLite fallback would hold different data. A URL may list
+// several hosts with target_session_attrs (read-write opens the primary
+// wherever it is listed); the connect timeout is then shared between the
+// hosts. When a primary fails over, dead connections are dropped, a
+// connection to a server that has turned read-only is closed before its
+// next use, and new connections try first the host the last one reached
+// and last a host whose latest attempt hung;
+// [DB.Health] names the server that answered. Behind a transaction pooler
+// (pgbouncer=true, or Supabase's pooler, which [Validate] recognises)
+// prepared statements are unnamed, so they work through PgBouncer, and
+// [IsPermanent] calls the pooler's "server down" errors transient.
+//
 // # Secrets
 //
 // No error, note, fmt verb, slog attribute, JSON or text encoding of any

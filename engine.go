@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // PoolConfig tunes the database/sql pool of the chosen database. A zero
@@ -89,9 +88,9 @@ func openPostgres(ctx context.Context, o *options, r Resolution, t Target, timeo
 		return nil, permanent(err)
 	}
 	hardenPgx(o, r.SpaceID, cfg, timeout)
-	stdlibOpts := o.applyPgxHooks(cfg)
+	after := o.applyPgxHooks(cfg)
 	rel := &releaser{}
-	db, pc, err := openPool(o, stdlib.GetConnector(*cfg, stdlibOpts...), rel)
+	db, pc, err := openPool(o, pgConnector(o, cfg, after), rel)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +98,7 @@ func openPostgres(ctx context.Context, o *options, r Resolution, t Target, timeo
 	urlPool(t).withDefaults(o.pool.withDefaults(postgresPool)).apply(db)
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := db.PingContext(pctx); err != nil {
+	if _, err := pingServer(pctx, db); err != nil {
 		e.close()
 		if pctx.Err() != nil && ctx.Err() == nil {
 			err = &timeoutError{after: timeout, err: err}

@@ -29,6 +29,14 @@ func withoutSQLiteEngine() Option {
 	return func(o *options) { o.noSQLite = true }
 }
 
+// withPGPlain opens PostgreSQL as pgx's stdlib driver does on its own:
+// without the connection hooks of pg_failover.go and the unnamed prepared
+// statements of pg_pooler.go (the connect timeout is still shared between
+// hosts). For before/after figures.
+func withPGPlain() Option {
+	return func(o *options) { o.pgPlain = true }
+}
+
 // withNow fixes the clock used to name moved-aside files.
 func withNow(now func() time.Time) Option {
 	return func(o *options) { o.now = now }

@@ -34,15 +34,20 @@ var permanentSQLStates = map[string]bool{
 	"22023": true, // invalid_parameter_value
 	"42601": true, // syntax_error in options
 	"0A000": true, // feature_not_supported (e.g. protocol version)
-	"08P01": true, // protocol_violation
+	"08P01": true, // protocol_violation, when PostgreSQL sends it (see protocolViolationPermanent)
 }
 
 // IsPermanent reports whether err says that connecting again cannot help:
 // a bad password, an unknown database or role, a missing privilege, a
 // certificate that does not verify, or a configuration pgx rejects. Refused
 // and reset connections, timeouts, DNS failures and "the database system
-// is starting up" (SQLSTATE 57P03) are transient. WithPrimaryWait retries
-// only transient failures.
+// is starting up" (SQLSTATE 57P03) are transient. SQLSTATE 08P01 is
+// permanent from PostgreSQL (a protocol violation) and from a pooler's
+// configuration errors (PgBouncer's "no such database", "unsupported
+// startup parameter"), and transient from a pooler otherwise: PgBouncer
+// reports a database server that is down or busy with it
+// ("client_login_timeout (server down)"). WithPrimaryWait retries only
+// transient failures.
 func IsPermanent(err error) bool {
 	if err == nil {
 		return false
@@ -61,6 +66,9 @@ func IsPermanent(err error) bool {
 	}
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
+		if pg.Code == "08P01" {
+			return protocolViolationPermanent(pg)
+		}
 		return permanentSQLStates[pg.Code]
 	}
 	var ua x509.UnknownAuthorityError
@@ -77,6 +85,9 @@ func IsPermanent(err error) bool {
 // Hugging Face Space, that most outbound ports are blocked.
 func describeFailure(r Resolution, t Target, err error) error {
 	msg := scrubSecrets(err.Error(), secretsOf(t)...)
+	if t.Dialect == Postgres && poolerTarget(t) && isTimeout(err) {
+		msg += " (" + poolerWaitHint + ")"
+	}
 	if r.InSpace() && t.Dialect == Postgres && isTimeout(err) {
 		for _, h := range t.Hosts {
 			if !h.IsSocket() && h.Port != 80 && h.Port != 443 && h.Port != 8080 {

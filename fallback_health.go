@@ -26,6 +26,12 @@ type Health struct {
 	Target string `json:"target"`
 	// LatencyMS is the ping's round trip in milliseconds.
 	LatencyMS float64 `json:"latency_ms"`
+	// Server is the address (host:port, or a socket path) of the
+	// PostgreSQL server that answered the ping, or of the pooler in front
+	// of it: with several hosts in the URL, it says which one is serving,
+	// the new primary after a failover. Empty for SQLite and when the ping
+	// failed.
+	Server string `json:"server,omitempty"`
 	// Error is the ping's failure, redacted, when Status is "down".
 	Error string `json:"error,omitempty"`
 	// PrimaryUp is the recovery probe's latest answer while on a fallback:
@@ -65,11 +71,22 @@ func (db *DB) Health(ctx context.Context) Health {
 	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
 	defer cancel()
 	start := time.Now()
-	err := db.PingContext(ctx)
+	var err error
+	if db.target.Dialect == Postgres {
+		h.Server, err = pingServer(ctx, db.DB)
+	} else {
+		err = db.PingContext(ctx)
+	}
 	h.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
 	if err != nil {
 		h.Status = "down"
 		h.Error = scrubSecrets(err.Error(), secretsOf(db.target)...)
+		if isTimeout(err) {
+			h.Error = "no answer within " + time.Since(start).Round(time.Millisecond).String() + ": " + h.Error
+			if db.target.Dialect == Postgres && poolerTarget(db.target) {
+				h.Error += " (" + poolerWaitHint + ")"
+			}
+		}
 	}
 	h.Stranded = db.Stranded()
 	if state, detail := db.integrity.get(); state != "" {

@@ -41,7 +41,7 @@ func pgURLWith(t *testing.T, host string, port int, user, password, db string) s
 	return fmt.Sprintf("postgres://%s:%s@%s:%d/%s?sslmode=disable", escapeComponent(user), escapeComponent(password), host, port, escapeComponent(db))
 }
 
-func openWith(t *testing.T, url string, opts ...Option) (*DB, time.Duration) {
+func openWith(t testing.TB, url string, opts ...Option) (*DB, time.Duration) {
 	t.Helper()
 	isolatedDirs(t)
 	start := time.Now()
@@ -132,13 +132,34 @@ func TestOpenSpaceHint(t *testing.T) {
 	assert.NotContains(t, db.Reason(), "Hunter22")
 }
 
+// TestOpenPrismaURLReachesPrimary: Prisma's keys are translated, not sent
+// to the server. Its schema becomes search_path, except in pooler mode
+// (pgbouncer=true), where PgBouncer would refuse it at login: there it is
+// removed with a note, and the server's default search path applies.
 func TestOpenPrismaURLReachesPrimary(t *testing.T) {
-	url := strings.Replace(testPostgresURL(t), "?", "?schema=public&pgbouncer=true&connection_limit=5&pool_timeout=10&", 1)
-	db, _ := openWith(t, url)
-	assert.Equal(t, Postgres, db.Dialect(), "Prisma's keys are translated, not sent to the server: %s", db.Reason())
-	var sp string
-	require.NoError(t, db.QueryRow("SHOW search_path").Scan(&sp))
-	assert.Equal(t, "public", sp)
+	tests := []struct {
+		name     string
+		extra    string
+		wantPath string
+		wantNote string
+	}{
+		{name: "schema becomes search_path", extra: "schema=public&connection_limit=5&pool_timeout=10", wantPath: "public"},
+		{name: "pgbouncer=true: schema removed", extra: "schema=public&pgbouncer=true&connection_limit=5&pool_timeout=10",
+			wantPath: `"$user", public`, wantNote: "removed the schema setting"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url := strings.Replace(testPostgresURL(t), "?", "?"+tt.extra+"&", 1)
+			db, _ := openWith(t, url)
+			assert.Equal(t, Postgres, db.Dialect(), "Prisma's keys are translated, not sent to the server: %s", db.Reason())
+			var sp string
+			require.NoError(t, db.QueryRow("SHOW search_path").Scan(&sp))
+			assert.Equal(t, tt.wantPath, sp)
+			if tt.wantNote != "" {
+				assert.Contains(t, strings.Join(db.Target().Notes, "\n"), tt.wantNote)
+			}
+		})
+	}
 }
 
 func TestOpenPrimaryOnlyFails(t *testing.T) {

@@ -93,7 +93,7 @@ func env(kv ...string) Option {
 
 // isolatedDirs makes a test independent of the machine: the working
 // directory, TMPDIR and /data all live under t.TempDir().
-func isolatedDirs(t *testing.T) (work, tmp string) {
+func isolatedDirs(t testing.TB) (work, tmp string) {
 	t.Helper()
 	base := t.TempDir()
 	work, tmp = base+"/work", base+"/tmp"

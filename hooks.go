@@ -6,7 +6,6 @@ import (
 	"database/sql/driver"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // hooks.go lets a program instrument and extend the pools Open makes:
@@ -80,21 +79,18 @@ func WithPgxAfterConnect(fn func(ctx context.Context, conn *pgx.Conn) error) Opt
 }
 
 // applyPgxHooks runs the WithPgxConfig functions on cfg and returns the
-// pgx stdlib options of the WithPgxAfterConnect ones.
-func (o *options) applyPgxHooks(cfg *pgx.ConnConfig) []stdlib.OptionOpenDB {
+// WithPgxAfterConnect ones as one function (nil when there are none), whose
+// error fails Open unless it says the database is unavailable.
+func (o *options) applyPgxHooks(cfg *pgx.ConnConfig) func(context.Context, *pgx.Conn) error {
 	for _, configure := range o.pgxConfigs {
 		configure(cfg)
 	}
-	after := o.pgxAfterConnectChain(func(err error) error {
+	return o.pgxAfterConnectChain(func(err error) error {
 		if IsUnavailable(err) {
 			return err
 		}
 		return permanent(&hookError{hook: "WithPgxAfterConnect", err: err})
 	})
-	if after == nil {
-		return nil
-	}
-	return []stdlib.OptionOpenDB{stdlib.OptionAfterConnect(after)}
 }
 
 // pgxAfterConnectChain runs the WithPgxAfterConnect functions in order

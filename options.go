@@ -44,6 +44,7 @@ type options struct {
 	lookupFunc pgconn.LookupFunc       // DNS resolution for PostgreSQL hosts
 	now        func() time.Time        // clock for corrupt-file names
 	noSQLite   bool                    // behave as a build without a SQLite engine
+	pgPlain    bool                    // open PostgreSQL as pgx's stdlib does, without pg_failover.go's hooks or pg_pooler.go's statements
 }
 
 func defaultOptions() options {

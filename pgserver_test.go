@@ -29,6 +29,7 @@ type pgServer struct {
 	port     int
 	cred     *syscall.Credential
 	maxConns int
+	settings []string // more -c name=value server settings (see pgpair_test.go)
 }
 
 // pgBinDir finds the newest PostgreSQL server binaries.
@@ -43,10 +44,10 @@ func pgBinDir() string {
 	return ""
 }
 
-// startPGServer starts a throwaway server, or skips when PostgreSQL is not
-// installed and no test database is configured (CI installs it, so there
-// the test runs).
-func startPGServer(tb testing.TB) *pgServer {
+// pgServerBin returns the server binaries' directory, or skips when
+// PostgreSQL is not installed and no test database is configured (CI
+// installs it, so there the test runs).
+func pgServerBin(tb testing.TB) string {
 	tb.Helper()
 	bin := pgBinDir()
 	if bin == "" {
@@ -55,9 +56,16 @@ func startPGServer(tb testing.TB) *pgServer {
 		}
 		tb.Skip("needs PostgreSQL server binaries (apt-get install postgresql; .ci/run does)")
 	}
+	return bin
+}
+
+// newPGServer makes the temporary directory of a server on a free port,
+// owned by the postgres user when the test runs as root; nothing is in it
+// yet.
+func newPGServer(tb testing.TB, bin string) *pgServer {
+	tb.Helper()
 	base, err := os.MkdirTemp("", "dbfallback-pg-")
 	require.NoError(tb, err)
-	tb.Cleanup(func() { os.RemoveAll(base) })
 	s := &pgServer{tb: tb, bin: bin, dataDir: filepath.Join(base, "data"), sockDir: base, port: freePort(tb), maxConns: 20}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
@@ -67,6 +75,21 @@ func startPGServer(tb testing.TB) *pgServer {
 		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		require.NoError(tb, os.Chown(base, uid, gid))
 	}
+	watcher := startWatcher(tb, s.cred, `[ -f "$2/postmaster.pid" ] && "$1" -D "$2" -m immediate -w stop; rm -rf "$3"`,
+		filepath.Join(s.bin, "pg_ctl"), s.dataDir, base)
+	tb.Cleanup(func() { // after the server's own cleanup (stop), registered later
+		stopWatcher(watcher)
+		os.RemoveAll(base)
+	})
+	return s
+}
+
+// startPGServer starts a throwaway server, or skips when PostgreSQL is not
+// installed and no test database is configured (CI installs it, so there
+// the test runs).
+func startPGServer(tb testing.TB) *pgServer {
+	tb.Helper()
+	s := newPGServer(tb, pgServerBin(tb))
 	s.run("initdb", "-D", s.dataDir, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
 	s.start()
 	tb.Cleanup(func() { s.stop("immediate") })
@@ -88,6 +111,9 @@ func (s *pgServer) start() {
 	s.tb.Helper()
 	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -c port=%d -c unix_socket_directories=%s -c fsync=off -c max_connections=%d -c superuser_reserved_connections=1",
 		s.port, s.sockDir, s.maxConns)
+	for _, kv := range s.settings {
+		opts += " -c " + kv
+	}
 	s.run("pg_ctl", "-D", s.dataDir, "-o", opts, "-l", filepath.Join(s.sockDir, "log"), "-w", "-t", "30", "start")
 }
 
@@ -97,6 +123,33 @@ func (s *pgServer) stop(mode string) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Run()
+}
+
+// startWatcher starts a shell, as cred, that waits for this test process
+// to end and then runs script with args as $1, $2, …: the cleanup of a
+// server or a pooler for when the process dies without running its own
+// (killed, or a -timeout panic), which would leave the server running on
+// its port and its files in the temporary directory. It has its own
+// process group, so a terminal's ^C reaches it only through that death.
+// stopWatcher ends it once the test has cleaned up itself.
+func startWatcher(tb testing.TB, cred *syscall.Credential, script string, args ...string) *exec.Cmd {
+	tb.Helper()
+	loop := `while [ -d /proc/$0 ]; do sleep 1; done; ` + script
+	cmd := exec.Command("/bin/sh", append([]string{"-c", loop, strconv.Itoa(os.Getpid())}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	require.NoError(tb, cmd.Start())
+	return cmd
+}
+
+// stopWatcher kills a watcher (and its sleep) and reaps it; nil is a
+// no-op.
+func stopWatcher(cmd *exec.Cmd) {
+	if cmd == nil {
+		return
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	cmd.Wait()
 }
 
 // url is the server's URL for the postgres superuser.
@@ -118,7 +171,14 @@ func freePort(tb testing.TB) int {
 // server.
 func silentListener(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return silentListenerOn(tb, 0)
+}
+
+// silentListenerOn is silentListener on a given port (0: any free one),
+// such as the port of a server that was just stopped.
+func silentListenerOn(tb testing.TB, port int) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	require.NoError(tb, err)
 	done := make(chan struct{})
 	var conns []net.Conn

@@ -1,7 +1,9 @@
 package dbfallback
 
 import (
+	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -55,8 +57,36 @@ func maskSecrets(raw string) string {
 	if lineCount(raw) > 1 {
 		return redactedMask
 	}
-	if !strings.ContainsAny(raw, "=:@") {
-		return raw // no assignment, no user information
+	mask := secretMask(raw)
+	if mask == nil {
+		return raw
+	}
+	var b strings.Builder
+	b.Grow(len(raw))
+	for i := 0; i < len(raw); {
+		if mask[i] {
+			b.WriteString(redactedMask)
+			for i < len(raw) && mask[i] {
+				i++
+			}
+			continue
+		}
+		b.WriteByte(raw[i])
+		i++
+	}
+	return b.String()
+}
+
+// secretMask marks the bytes of raw that maskSecrets hides; nil when
+// there are none. Text with percent-escapes is also read decoded (at
+// every depth: "%2540" is an '@' encoded twice), and what is secret in
+// the decoded text is masked where it was written: "options=-c%20
+// password%3D…" and "u%3Apw@" hide their secrets as well as their
+// plain forms do.
+func secretMask(raw string) []bool {
+	hasPct := strings.IndexByte(raw, '%') >= 0
+	if !hasPct && !strings.ContainsAny(raw, "=:@") {
+		return nil // no assignment, no user information
 	}
 	var mask []bool // allocated on the first secret found
 	set := func(from, to int) {
@@ -93,8 +123,8 @@ func maskSecrets(raw string) string {
 			set(at+1, len(raw))
 		}
 	} else if at >= start {
-		if c := strings.IndexByte(raw[start:at], ':'); c >= 0 {
-			set(start+c+1, at)
+		if c, w := userColon(raw[start:at]); c >= 0 {
+			set(start+c+w, at)
 			// The last '@' may sit inside the password (its own '@host'
 			// forgotten): then what follows it is password too, unless it
 			// reads as hosts, a database and parameters.
@@ -119,28 +149,98 @@ func maskSecrets(raw string) string {
 				set(start+c+1, len(raw))
 			}
 		}
+	} else if c := bareCredentials(raw); c >= 0 {
+		set(c, len(raw))
 	}
 	for _, a := range secretAssignments(raw) {
 		set(a[0], a[1])
 	}
-
-	if mask == nil {
-		return raw
-	}
-	var b strings.Builder
-	b.Grow(len(raw))
-	for i := 0; i < len(raw); {
-		if mask[i] {
-			b.WriteString(redactedMask)
-			for i < len(raw) && mask[i] {
-				i++
+	if hasPct {
+		if dec, at := decodeIndexed(raw); len(dec) < len(raw) {
+			for i, secret := range secretMask(dec) {
+				if secret {
+					set(at[i], at[i+1])
+				}
 			}
-			continue
 		}
-		b.WriteByte(raw[i])
-		i++
 	}
-	return b.String()
+	return mask
+}
+
+// userColon returns the index and width of the ':' that ends the user
+// name in "user:password", or -1: an ASCII ':' or, as an input method
+// types it, a fullwidth '：' (U+FF1A), which no reading should let
+// through as part of a printed user name.
+func userColon(s string) (int, int) {
+	c := strings.IndexByte(s, ':')
+	if f := strings.Index(s, "\uff1a"); f >= 0 && (c < 0 || f < c) {
+		return f, len("\uff1a")
+	}
+	if c < 0 {
+		return -1, 0
+	}
+	return c, 1
+}
+
+// bareCredentials returns where the secret starts in a value with no
+// scheme, no '@' and no assignment that reads as credentials: "user:pw"
+// or a .pgpass line "host:port:db:user:pw" pasted where a URL belongs.
+// What follows the first ':' not followed by a port number is masked;
+// "localhost:5432/app", a SQLite path ("app:v2.db") and a scheme
+// ("file:x") are left alone. It returns -1 when nothing is.
+func bareCredentials(raw string) int {
+	if strings.ContainsAny(raw, "=@ \t{") || !strings.ContainsRune(raw, ':') && !strings.Contains(raw, "\uff1a") {
+		return -1
+	}
+	if c, _ := userColon(raw); strings.ContainsAny(raw[:c], "/\\") {
+		return -1 // a path: "/cloudsql/project:region:instance"
+	}
+	lower := strings.ToLower(raw)
+	for _, ext := range []string{".db", ".sqlite", ".sqlite3"} {
+		if strings.HasSuffix(lower, ext) {
+			return -1
+		}
+	}
+	i := 0 // past the schemes: "postgres:u:pw", "jdbc:postgresql:…"
+	for c := strings.IndexByte(raw[i:], ':'); c >= 0 && knownScheme(raw[i:i+c]); c = strings.IndexByte(raw[i:], ':') {
+		i += c + 1
+	}
+	for {
+		c, w := userColon(raw[i:])
+		if c < 0 {
+			return -1
+		}
+		field := raw[i+c+w:]
+		if j := strings.IndexAny(field, ":,/?"); j >= 0 {
+			field = field[:j]
+		}
+		if !isAllDigits(field) || field == "" {
+			return i + c + w
+		}
+		i += c + w
+	}
+}
+
+// decodeIndexed decodes the "%XX" escapes of s (others are kept as
+// written) and returns, for each byte of the result, where it starts in
+// s: the byte i of the result comes from s[at[i]:at[i+1]].
+func decodeIndexed(s string) (string, []int) {
+	b := make([]byte, 0, len(s))
+	at := make([]int, 0, len(s)+1)
+	for i := 0; i < len(s); i++ {
+		at = append(at, i)
+		if s[i] == '%' && i+2 < len(s) {
+			hi, ok1 := unhex(s[i+1])
+			lo, ok2 := unhex(s[i+2])
+			if ok1 && ok2 {
+				b = append(b, hi<<4|lo)
+				i += 2
+				continue
+			}
+		}
+		b = append(b, s[i])
+	}
+	return string(b), append(at, len(s))
 }
 
 // holdsSecret reports whether maskSecrets would mask part of s.
@@ -149,7 +249,7 @@ func holdsSecret(s string) bool {
 	// less than strings.ContainsAny, which builds its set on every call.
 	for i := 0; i < len(s); i++ {
 		switch s[i] {
-		case '=', ':', '@':
+		case '=', ':', '@', '%':
 			return maskSecrets(s) != s
 		}
 	}
@@ -173,19 +273,92 @@ func shorten(out string) string {
 // match ordinary words and cannot be told apart from them.
 const minScrubLen = 4
 
-// scrubSecrets removes every occurrence of each secret (raw and
-// percent-encoded) from text, such as a driver's error message.
+// scrubSecrets removes each secret from text, such as a driver's error
+// message or one a server sent: every occurrence, and every part of
+// minScrubLen bytes or more, of the secret as written, percent-encoded,
+// SQL-quoted (each quote doubled), Go- or JSON-quoted, and in hex. A server that
+// quotes the password cut short or escaped shows no recognisable part of
+// it. It fails safe: text that merely shares 4 bytes with a secret (a
+// dictionary-word password and "password authentication failed") is
+// masked too.
 func scrubSecrets(text string, secrets ...string) string {
+	var windows map[uint32]struct{}
 	for _, s := range secrets {
 		if len(s) < minScrubLen {
 			continue
 		}
-		text = strings.ReplaceAll(text, s, redactedMask)
-		if enc := escapeComponent(s); enc != s {
-			text = strings.ReplaceAll(text, enc, redactedMask)
+		text = strings.ReplaceAll(text, s, redactedMask) // a long secret, whole
+		if windows == nil {
+			windows = make(map[uint32]struct{})
+		}
+		for _, form := range quotedForms(s) {
+			addWindows(windows, form)
 		}
 	}
-	return text
+	if len(windows) == 0 || len(text) < minScrubLen {
+		return text
+	}
+	var mask []bool
+	for i := 0; i+minScrubLen <= len(text); i++ {
+		if _, ok := windows[window(text[i:])]; ok {
+			if mask == nil {
+				mask = make([]bool, len(text))
+			}
+			for j := i; j < i+minScrubLen; j++ {
+				mask[j] = true
+			}
+		}
+	}
+	if mask == nil {
+		return text
+	}
+	var b strings.Builder
+	for i := 0; i < len(text); {
+		if mask[i] {
+			b.WriteString(redactedMask)
+			for i < len(text) && mask[i] {
+				i++
+			}
+			continue
+		}
+		b.WriteByte(text[i])
+		i++
+	}
+	return b.String()
+}
+
+// quotedForms lists the ways a message may quote secret s.
+func quotedForms(s string) []string {
+	quoted := strconv.Quote(s)
+	return []string{s, escapeComponent(s), strings.ReplaceAll(s, "'", "''"),
+		quoted[1 : len(quoted)-1], strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `"`, `\"`),
+		hex.EncodeToString([]byte(s)), strings.ToUpper(hex.EncodeToString([]byte(s)))}
+}
+
+// maxWindowed bounds how much of each end of a long secret (a 1 MB
+// password) scrubSecrets indexes in parts; the whole secret is still
+// replaced where it appears whole.
+const maxWindowed = 16 << 10
+
+// addWindows adds every minScrubLen-byte part of form to set: all of
+// them for a secret of ordinary length, those of its ends for a huge one.
+func addWindows(set map[uint32]struct{}, form string) {
+	add := func(part string) {
+		for i := 0; i+minScrubLen <= len(part); i++ {
+			set[window(part[i:])] = struct{}{}
+		}
+	}
+	if len(form) <= 2*maxWindowed {
+		add(form)
+		return
+	}
+	add(form[:maxWindowed])
+	add(form[len(form)-maxWindowed:])
+}
+
+// window packs the first minScrubLen (4) bytes of s.
+func window(s string) uint32 {
+	return uint32(s[0])<<24 | uint32(s[1])<<16 | uint32(s[2])<<8 | uint32(s[3])
 }
 
 // plausibleTail reports whether s reads as what follows the user

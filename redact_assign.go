@@ -26,9 +26,10 @@ import "strings"
 // text is the safe side.
 
 // keyChar reports the bytes of a parameter name as written: letters,
-// digits, '_', '.', '-' and '%' (for percent-encoded names).
+// digits, '_', '.', '-', '%' (for percent-encoded names) and '+' (a
+// space in a URL query: "pass+word").
 func keyChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-' || c == '%'
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-' || c == '%' || c == '+'
 }
 
 // secretAssignments returns the [start, end) ranges of the secret values
@@ -49,7 +50,20 @@ func secretAssignments(s string) [][2]int {
 		}
 		ke := i
 		v, ok := assignedValue(s, ks, ke) // cheaper than isSecretKey: most runs are values
-		if !ok || !isSecretKey(lenientDecode(s[ks:ke])) {
+		if !ok {
+			continue
+		}
+		if key := lenientDecode(s[ks:ke]); !isSecretKey(key) {
+			if isUserKey(key) && s[skipBlanks(s, ke)] == '=' {
+				// "user=app:pw": what follows the user name's ':' is a
+				// password pasted with it. ("user:pw@host" is URL user
+				// information, masked as such.)
+				end := secretValueEnd(s, v, contextBefore(s, ks))
+				if c, w := userColon(s[v:end]); c >= 0 {
+					out = append(out, [2]int{v + c + w, end})
+					i = max(end, ke)
+				}
+			}
 			continue
 		}
 		end := secretValueEnd(s, v, contextBefore(s, ks))
@@ -57,6 +71,16 @@ func secretAssignments(s string) [][2]int {
 		i = max(end, ke)
 	}
 	return out
+}
+
+// isUserKey reports a key that names the user in some format: its value
+// never holds a ':' but when a password was pasted with it.
+func isUserKey(k string) bool {
+	switch strings.ToLower(k) {
+	case "user", "username", "user_name", "userid", "uid", "login", "_auth_user":
+		return true
+	}
+	return false
 }
 
 // assignedValue returns where the value assigned to the key s[ks:ke]

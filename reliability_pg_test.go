@@ -17,7 +17,7 @@ import (
 
 // appURL is the throwaway server's URL for an unprivileged role with a
 // password, created on first use.
-func appURL(t *testing.T, srv *pgServer) string {
+func appURL(t testing.TB, srv *pgServer) string {
 	t.Helper()
 	srv.exec(`DO $$ BEGIN
 		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app') THEN

@@ -272,9 +272,11 @@ func isKeyword(k string) bool {
 
 // secretNameParts are the pieces of a parameter name that make its value a
 // secret when the table has no rule for it: "db_password", "PGPASSWORD",
-// "auth_token", "x-api-key", "client_secret". Known keys that match but
-// hold paths (sslkey, passfile, sslkeylogfile) have rules saying so.
-var secretNameParts = []string{"pass", "pwd", "secret", "token", "key", "credential"}
+// "auth_token", "x-api-key", "client_secret", "authorization" (an HTTP
+// header's Basic or Bearer credentials), "app.jwt", "X-Amz-Signature" (an
+// RDS IAM token's). Known keys that match but hold paths (sslkey, passfile,
+// sslkeylogfile) have rules saying so.
+var secretNameParts = []string{"pass", "pwd", "secret", "token", "key", "credential", "authorization", "jwt", "signature"}
 
 // isSecretKey reports whether the value of parameter k must never be shown:
 // its rule says so (matched exactly, then case-insensitively), or it has no
@@ -313,6 +315,12 @@ func (v *validation) applyPGSetting(c *pgCore, key, val string) error {
 		// checkHost): only a name, a user or a socket directory can carry
 		// a secret through.
 		if (key == "dbname" || key == "user" || strings.HasPrefix(val, "/")) && holdsSecret(val) {
+			return v.settingHoldsSecret(key)
+		}
+		if c, _ := userColon(val); key == "user" && c >= 0 {
+			// "app:pw" as a user name (a percent-encoded ':' in the URL,
+			// PGUSER, user=): printed as the user, it would show the
+			// password.
 			return v.settingHoldsSecret(key)
 		}
 		switch key {

@@ -34,8 +34,12 @@ func TestMessyFormsConnect(t *testing.T) {
 		"jdbc":           fmt.Sprintf("jdbc:postgresql://%s/%s?user=%s&password=%s&ssl=false", hp, tg.Database, tg.User, esc),
 		"sqlalchemy":     fmt.Sprintf("postgresql+psycopg2://%s:%s@%s/%s?sslmode=disable&connection_limit=3", tg.User, esc, hp, tg.Database),
 		"keyword/value":  fmt.Sprintf("host=%s port=%d dbname=%s user=%s password='%s' sslmode=disable", h.Name, h.Port, tg.Database, tg.User, strings.ReplaceAll(pw, "'", `\'`)),
-		"prisma schema":  fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable&schema=public&pgbouncer=true", tg.User, esc, hp, tg.Database),
+		"prisma schema":  fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable&schema=public", tg.User, esc, hp, tg.Database),
+		// In pooler mode the schema is removed (PgBouncer refuses
+		// search_path at login): the server's default applies.
+		"prisma schema, pgbouncer=true": fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable&schema=public&pgbouncer=true", tg.User, esc, hp, tg.Database),
 	}
+	wantSearchPath := map[string]string{"prisma schema": "public", "prisma schema, pgbouncer=true": `"$user", public`}
 	for name, raw := range forms {
 		t.Run(name, func(t *testing.T) {
 			got, err := Validate(raw)
@@ -49,8 +53,8 @@ func TestMessyFormsConnect(t *testing.T) {
 			require.NoError(t, db.QueryRowContext(ctx, "SELECT current_user, current_database(), current_setting('search_path')").Scan(&user, &database, &searchPath))
 			assert.Equal(t, tg.User, user)
 			assert.Equal(t, tg.Database, database)
-			if name == "prisma schema" {
-				assert.Equal(t, "public", searchPath)
+			if want, ok := wantSearchPath[name]; ok {
+				assert.Equal(t, want, searchPath)
 			}
 		})
 	}

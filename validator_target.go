@@ -96,6 +96,7 @@ func (v *validation) buildPostgres(settings []setting, origin string) (Target, e
 		}
 	}
 	v.finishParams(&c)
+	v.poolerParams(&c, settings)
 
 	if !c.hasHost && c.hasHostaddr {
 		c.host, c.hasHost = c.hostaddr, true
