@@ -2,7 +2,6 @@ package dbfallback
 
 import (
 	"context"
-	"database/sql"
 	"path/filepath"
 	"testing"
 	"time"
@@ -45,7 +44,7 @@ func BenchmarkOpenHeldFile(b *testing.B) {
 }
 
 // BenchmarkSQLiteReadPaired measures a point read through DB against the
-// same read on a plain go-sqlite3 pool of the same file, taken in turn in
+// same read on a plain pool of the SQLite engine of the same file, taken in turn in
 // each op so that the shared machine's load falls on both alike. It
 // reports both times and their ratio (db/raw): what DB's connection
 // wrapper (the write gate, and since issue 10's review the rows that watch
@@ -59,7 +58,7 @@ func BenchmarkSQLiteReadPaired(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	raw, err := sql.Open("sqlite3", sqliteDSN(sqliteTarget(path, false, nil), sqliteFileParams))
+	raw, err := openRawSQLite(sqliteDSN(sqliteTarget(path, false, nil), sqliteFileParams))
 	if err != nil {
 		b.Fatal(err)
 	}

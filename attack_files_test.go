@@ -2,7 +2,6 @@ package dbfallback
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -219,7 +218,7 @@ func TestAttackFilesUsable(t *testing.T) {
 		{name: "a symlink to a database whose committed rows are only in its -wal", setup: func(t *testing.T, dir, elsewhere string) int {
 			real := filepath.Join(elsewhere, "real.db")
 			src := filepath.Join(t.TempDir(), "src.db")
-			db, err := sql.Open("sqlite3", "file:"+src+"?_journal_mode=WAL")
+			db, err := openRawSQLite("file:" + src + "?_journal_mode=WAL")
 			require.NoError(t, err)
 			db.SetMaxOpenConns(1)
 			for _, q := range []string{"PRAGMA wal_autocheckpoint=0", "CREATE TABLE notes (body TEXT)",
@@ -368,7 +367,7 @@ func TestAttackTwoProcessesMoveAtOnce(t *testing.T) {
 				}
 			}
 			assert.Equal(t, 1, kept, "the damaged bytes are kept exactly once: %v", namesIn(t, dir))
-			db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+			db, err := openRawSQLite("file:" + path + "?mode=ro")
 			require.NoError(t, err)
 			defer db.Close()
 			var n int

@@ -165,9 +165,9 @@ func atkServe(t *testing.T, h http.Handler, limit time.Duration) (returned bool,
 const atkLockHolderEnv = "DBFALLBACK_ATK_LOCK_HOLDER" // path of the SQLite file
 
 // atkLockHolder is the child's side: BEGIN IMMEDIATE through a plain
-// go-sqlite3 connection, a write, "locked" on stdout, then wait.
+// connection of the engine, a write, "locked" on stdout, then wait.
 func atkLockHolder(path string) {
-	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_busy_timeout=5000")
+	db, err := openRawSQLite("file:" + path + "?_journal_mode=WAL&_busy_timeout=5000")
 	if err != nil {
 		fmt.Println("error:", err)
 		os.Exit(2)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -71,7 +70,7 @@ func attackChild() {
 	}
 	switch req.Op {
 	case "lock":
-		db, err := sql.Open("sqlite3", "file:"+req.Path+"?_journal_mode="+req.Journal)
+		db, err := openRawSQLite("file:" + req.Path + "?_journal_mode=" + req.Journal)
 		if err != nil {
 			fmt.Println("open:", err)
 			os.Exit(1)
@@ -288,7 +287,7 @@ func fileDigest(t *testing.T, path string) string {
 // with the statements run, and closes it.
 func makeSQLite(t testing.TB, path, journal string, stmts ...string) {
 	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode="+journal)
+	db, err := openRawSQLite("file:" + path + "?_journal_mode=" + journal)
 	require.NoError(t, err)
 	defer db.Close()
 	db.SetMaxOpenConns(1)

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbfallback/dbfallback/internal/sqlengine"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/mattn/go-sqlite3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -73,11 +73,11 @@ func TestAttackInitBugFailsOpen(t *testing.T) {
 			assert.Equal(t, code, pg.Code)
 		}
 	}
-	isSQLite := func(code sqlite3.ErrNo) check {
+	isSQLite := func(code int) check {
 		return func(t *testing.T, err error) {
-			var se sqlite3.Error
-			require.ErrorAs(t, err, &se)
-			assert.Equal(t, code, se.Code)
+			got, ok := sqliteCode(err)
+			require.Truef(t, ok, "not a SQLite error: %v", err)
+			assert.Equal(t, code, got&0xff)
 		}
 	}
 	isErr := func(target error) check {
@@ -143,8 +143,8 @@ func TestAttackInitBugFailsOpen(t *testing.T) {
 		{name: "postgres: the hook's own timeout", dialect: Postgres, hook: selfTimeout, check: isErr(context.DeadlineExceeded)},
 		{name: "postgres: a wrapped context.Canceled", dialect: Postgres, hook: wrappedCanceled, check: isErr(context.Canceled)},
 		{name: "postgres: the DSN in the error", dialect: Postgres, hook: dsnInError, check: isMigration},
-		{name: "sqlite: PostgreSQL-only DDL", dialect: SQLite, hook: postgresOnly, check: isSQLite(sqlite3.ErrError)},
-		{name: "sqlite: PostgreSQL-only DDL, SQLiteOnly", dialect: SQLite, strategy: SQLiteOnly, hook: postgresOnly, check: isSQLite(sqlite3.ErrError)},
+		{name: "sqlite: PostgreSQL-only DDL", dialect: SQLite, hook: postgresOnly, check: isSQLite(sqlengine.Error)},
+		{name: "sqlite: PostgreSQL-only DDL, SQLiteOnly", dialect: SQLite, strategy: SQLiteOnly, hook: postgresOnly, check: isSQLite(sqlengine.Error)},
 		{name: "sqlite: partial migration then a constraint", dialect: SQLite, hook: partial, check: isMigration},
 		{name: "sqlite: the hook's own timeout", dialect: SQLite, hook: selfTimeout, check: isErr(context.DeadlineExceeded)},
 		{name: "sqlite: a wrapped context.Canceled", dialect: SQLite, hook: wrappedCanceled, check: isErr(context.Canceled)},

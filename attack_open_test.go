@@ -2,7 +2,6 @@ package dbfallback
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"net"
 	"os"
@@ -202,7 +201,7 @@ func TestAttackOpenDeadlineSQLiteBusy(t *testing.T) {
 			waitSQLiteFree(t, held)
 			done()
 			var body string
-			check, err := sql.Open("sqlite3", "file:"+held+"?mode=ro")
+			check, err := openRawSQLite("file:" + held + "?mode=ro")
 			require.NoError(t, err)
 			defer check.Close()
 			require.NoError(t, check.QueryRow("SELECT body FROM notes").Scan(&body))
@@ -243,7 +242,7 @@ func TestAttackOpenCanceledWhileSQLiteBusy(t *testing.T) {
 func TestAttackOpenDeadlineLargeWAL(t *testing.T) {
 	dirs := isolateAttack(t)
 	src := filepath.Join(t.TempDir(), "src.db")
-	db, err := sql.Open("sqlite3", "file:"+src+"?_journal_mode=WAL")
+	db, err := openRawSQLite("file:" + src + "?_journal_mode=WAL")
 	require.NoError(t, err)
 	db.SetMaxOpenConns(1)
 	for _, s := range []string{
@@ -288,7 +287,7 @@ func copyFile(t *testing.T, from, to string) {
 func waitSQLiteFree(t *testing.T, path string) {
 	t.Helper()
 	require.Eventually(t, func() bool {
-		db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=0")
+		db, err := openRawSQLite("file:" + path + "?_busy_timeout=0")
 		if err != nil {
 			return false
 		}

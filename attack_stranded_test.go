@@ -113,7 +113,7 @@ func TestAttackStrandedRows(t *testing.T) {
 			require.True(t, db.Fallback())
 			require.Equal(t, path, db.Target().Path)
 			if tt.tool {
-				other, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
+				other, err := openRawSQLite("file:" + path + "?_busy_timeout=5000")
 				require.NoError(t, err)
 				tt.during(t, other)
 				require.NoError(t, other.Close())

@@ -1,8 +1,7 @@
 // Package dbfallback gives a Go service a database that never fails to
 // start: PostgreSQL (through jackc/pgx v5) when the configured URL is valid
-// and the server answers, SQLite (through mattn/go-sqlite3) on a writable
-// path when it is not, and always a clear, redacted account of which
-// database is live and why.
+// and the server answers, SQLite on a writable path when it is not, and
+// always a clear, redacted account of which database is live and why.
 //
 // # The verbs
 //
@@ -93,6 +92,26 @@
 // [Target.DSN] give them to the driver), and a rejected value is shown
 // only redacted, masked to the end of the line where the redactor cannot
 // tell where a secret ends.
+//
+// # Builds with and without cgo
+//
+// With cgo (the default where a C compiler exists) SQLite runs on
+// mattn/go-sqlite3. A program built with CGO_ENABLED=0 (static binaries,
+// distroless and scratch images, cross-compiles) gets the same guarantees
+// from a pure-Go engine by importing
+// github.com/dbfallback/dbfallback/puresqlite for its side effect; that
+// module, not this one, requires modernc.org/sqlite. Without either,
+// PostgreSQL works and every SQLite candidate fails with
+// [ErrNoSQLiteEngine]. [SQLiteEngine] names the engine of the build.
+//
+// # Hooks and other tools
+//
+// [WithOpenDB] puts an instrumentation wrapper (otelsql and the like)
+// around the pool's connector; [WithPgxConfig] reaches pgx's
+// configuration (a tracer, a dialer) and [WithPgxAfterConnect] each new
+// PostgreSQL connection (custom types). [Dialect.DriverName] gives the
+// name goose, sqlx and golang-migrate expect. Closing the embedded
+// *sql.DB, as those tools do, releases what [DB.Close] releases.
 //
 // # Example
 //

@@ -12,7 +12,11 @@ import (
 )
 
 // PoolConfig tunes the database/sql pool of the chosen database. A zero
-// field keeps the per-dialect default.
+// field keeps the per-dialect default. On PostgreSQL the URL's pgxpool
+// keys win over it: pool_max_conns sets MaxOpenConns,
+// pool_max_conn_lifetime ConnMaxLifetime and pool_max_conn_idle_time
+// ConnMaxIdleTime (see [Target.Pool]); the other pool_* keys have no
+// database/sql equivalent and only reach a pgxpool.
 type PoolConfig struct {
 	// MaxOpenConns caps open connections. Defaults: PostgreSQL 10; SQLite
 	// 8 (readers run in parallel, writers queue on one in-process lock).
@@ -58,9 +62,9 @@ var postgresPool = PoolConfig{MaxOpenConns: 10, MaxIdleConns: 5, ConnMaxLifetime
 // engine is an opened candidate: the pool plus what the DB must release.
 type engine struct {
 	db        *sql.DB
-	closers   []func() error // run after db.Close, in order
-	note      string         // something the operator should know (a file moved aside)
-	integrity *integrity     // a SQLite file's damage, as its statements and check find it; nil otherwise
+	release   *releaser  // run when db closes (see pool_close.go)
+	note      string     // something the operator should know (a file moved aside)
+	integrity *integrity // a SQLite file's damage, as its statements and check find it; nil otherwise
 }
 
 // connectTimeout returns the bound for one attempt on t: the URL's
@@ -83,6 +87,36 @@ func openPostgres(ctx context.Context, o *options, r Resolution, t Target, timeo
 	if err != nil {
 		return nil, permanent(err)
 	}
+	hardenPgx(o, r.SpaceID, cfg, timeout)
+	after := o.applyPgxHooks(cfg)
+	rel := &releaser{}
+	db, pc, err := openPool(o, pgConnector(o, cfg, after), rel)
+	if err != nil {
+		return nil, err
+	}
+	e := &engine{db: db, release: rel}
+	urlPool(t).withDefaults(o.pool.withDefaults(postgresPool)).apply(db)
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := pingServer(pctx, db); err != nil {
+		e.close()
+		if pctx.Err() != nil && ctx.Err() == nil {
+			err = &timeoutError{after: timeout, err: err}
+		}
+		return nil, err
+	}
+	if err := pc.checkOpenedOn(); err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// hardenPgx applies the library's settings to a parsed pgx configuration:
+// every attempt bounded by timeout (connect_timeout=0, libpq's "wait
+// forever", included), the DNS seam of tests, and an application_name
+// when the URL names none.
+func hardenPgx(o *options, spaceID string, cfg *pgx.ConnConfig, timeout time.Duration) {
 	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > timeout {
 		cfg.ConnectTimeout = timeout
 	}
@@ -90,27 +124,15 @@ func openPostgres(ctx context.Context, o *options, r Resolution, t Target, timeo
 		cfg.LookupFunc = o.lookupFunc
 	}
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
-		cfg.RuntimeParams["application_name"] = applicationName(r)
+		cfg.RuntimeParams["application_name"] = applicationName(spaceID)
 	}
-	db := sql.OpenDB(pgConnector(o, cfg))
-	o.pool.withDefaults(postgresPool).apply(db)
-	pctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if _, err := pingServer(pctx, db); err != nil {
-		db.Close()
-		if pctx.Err() != nil && ctx.Err() == nil {
-			err = &timeoutError{after: timeout, err: err}
-		}
-		return nil, err
-	}
-	return &engine{db: db}, nil
 }
 
 // applicationName is what the server shows in pg_stat_activity when the
 // URL names none: the Hugging Face Space, or the program's name.
-func applicationName(r Resolution) string {
-	if r.SpaceID != "" {
-		return r.SpaceID
+func applicationName(spaceID string) string {
+	if spaceID != "" {
+		return spaceID
 	}
 	if len(os.Args) > 0 && os.Args[0] != "" {
 		return filepath.Base(os.Args[0])

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/mattn/go-sqlite3"
 )
 
 // SQLite tuning for a web server. WAL lets readers run while one writer
@@ -89,6 +87,10 @@ func openSQLite(ctx context.Context, o *options, t Target) (*engine, error) {
 	if t.Memory {
 		return openSQLiteMemory(ctx, o, t)
 	}
+	eng, err := sqliteEngine()
+	if err != nil {
+		return nil, err
+	}
 	note, err := prepareSQLiteFile(ctx, t.Path, o.now, o.snap.restoreFunc())
 	if err != nil {
 		return nil, err
@@ -97,13 +99,12 @@ func openSQLite(ctx context.Context, o *options, t Target) (*engine, error) {
 	dsn := sqliteDSN(t, sqliteFileParams)
 	gate := newWriteGate(sqliteBusyTimeout)
 	seen := &integrity{path: t.Path}
-	db := sql.OpenDB(&gatedConnector{dsn: dsn, gate: gate, seen: seen})
-	o.pool.withDefaults(sqliteFilePool).apply(db)
-	if err := checkSQLite(ctx, db, gate); err != nil {
-		db.Close()
+	e, err := openGated(ctx, o, &gatedConnector{engine: eng, dsn: dsn, gate: gate, seen: seen}, &releaser{})
+	if err != nil {
 		return nil, &openedFileError{info: opened, err: err}
 	}
-	return &engine{db: db, note: note, integrity: seen}, nil
+	e.note, e.integrity = note, seen
+	return e, nil
 }
 
 // openSQLiteMemory opens a private in-memory database on SQLite's memdb
@@ -112,6 +113,10 @@ func openSQLite(ctx context.Context, o *options, t Target) (*engine, error) {
 // until Close, so the data lives as long as the DB however long the pool
 // stays idle.
 func openSQLiteMemory(ctx context.Context, o *options, t Target) (*engine, error) {
+	eng, err := sqliteEngine()
+	if err != nil {
+		return nil, err
+	}
 	name := t.Path
 	if name == "" {
 		var b [8]byte
@@ -127,23 +132,39 @@ func openSQLiteMemory(ctx context.Context, o *options, t Target) (*engine, error
 		}
 	}
 	dsn := sqliteDSN(mt, sqliteMemParams)
-	keeper, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
+	keeper, err := eng.Open(dsn)
 	if err != nil {
 		return nil, err
 	}
+	rel := &releaser{}
+	rel.add(keeper.Close, false)
 	gate := newWriteGate(sqliteBusyTimeout)
-	db := sql.OpenDB(&gatedConnector{dsn: dsn, gate: gate})
-	o.pool.withDefaults(sqliteFilePool).apply(db)
-	if err := checkSQLite(ctx, db, gate); err != nil {
-		db.Close()
-		keeper.Close()
+	return openGated(ctx, o, &gatedConnector{engine: eng, dsn: dsn, gate: gate}, rel)
+}
+
+// openGated opens the pool of a SQLite candidate on c and checks it (see
+// checkSQLite); on failure everything is released.
+func openGated(ctx context.Context, o *options, c *gatedConnector, rel *releaser) (*engine, error) {
+	db, pc, err := openPool(o, c, rel)
+	if err != nil {
+		rel.run()
 		return nil, err
 	}
-	return &engine{db: db, closers: []func() error{keeper.Close}}, nil
+	e := &engine{db: db, release: rel}
+	o.pool.withDefaults(sqliteFilePool).apply(db)
+	err = checkSQLite(ctx, db, c.gate)
+	if err == nil {
+		err = pc.checkOpenedOn()
+	}
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
 }
 
 // sqliteDSN appends the tuning parameters after the target's own, which
-// win: go-sqlite3 reads the first value of a repeated key.
+// win: the engines read the first value of a repeated key.
 func sqliteDSN(t Target, tuning string) string {
 	base := buildSQLiteDSN(t, false)
 	if strings.IndexByte(base, '?') >= 0 {

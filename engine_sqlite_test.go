@@ -226,9 +226,8 @@ func TestSQLiteReadOnlyTxDoesNotTakeTheWriteLock(t *testing.T) {
 // pages; such a file must be opened (SQLite recovers it), not moved aside.
 func TestSQLiteShortFileWithWALIsNotCorrupt(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "app.db")
-	db, err := sql.Open("sqlite3", path)
-	require.NoError(t, err)
-	_, err = db.Exec("CREATE TABLE t(x); INSERT INTO t VALUES (1)")
+	db := rawSQLite(t, path)
+	_, err := db.Exec("CREATE TABLE t(x); INSERT INTO t VALUES (1)")
 	require.NoError(t, err)
 	require.NoError(t, db.Close())
 	data, err := os.ReadFile(path)

@@ -23,6 +23,12 @@ func withLookupFunc(f func(ctx context.Context, host string) ([]string, error)) 
 	return func(o *options) { o.lookupFunc = f }
 }
 
+// withoutSQLiteEngine makes Open behave as in a build without a SQLite
+// engine (CGO_ENABLED=0 without puresqlite).
+func withoutSQLiteEngine() Option {
+	return func(o *options) { o.noSQLite = true }
+}
+
 // withPGPlain opens PostgreSQL as pgx's stdlib driver does on its own:
 // without the connection hooks of pg_failover.go and the unnamed prepared
 // statements of pg_pooler.go (the connect timeout is still shared between

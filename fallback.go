@@ -94,7 +94,7 @@ type DB struct {
 	ephemeral bool
 	reason    string
 	attempts  []Attempt
-	closers   []func() error
+	release   *releaser // what closing the pool releases (pool_close.go)
 	logger    *slog.Logger
 
 	probeUp   atomic.Int32 // 0 no probe result yet, 1 primary answers, 2 it does not
@@ -136,30 +136,37 @@ func (db *DB) Ephemeral() bool { return db.ephemeral && !db.snap.durable() }
 // database in use.
 func (db *DB) Attempts() []Attempt { return append([]Attempt(nil), db.attempts...) }
 
-// Close stops the recovery probe and closes the pool. With snapshots
-// ([WithSnapshotDir]) it then writes a final one when the data changed,
-// bounded by 3 s; when that fails the error says which writes are only in
-// the local file. It is idempotent and safe to call concurrently.
+// Close closes the pool and releases what it holds: the recovery probe,
+// the background integrity check, the connection that keeps an in-memory
+// database alive. With snapshots ([WithSnapshotDir]) it then writes a
+// final one when the data changed, bounded by 3 s; when that fails the
+// error says which writes are only in the local file. It is idempotent
+// and safe to call concurrently. Closing the embedded *sql.DB instead (as
+// GORM's sqlDB.Close and golang-migrate's Close do) releases the same,
+// unless a [WithOpenDB] wrapper keeps database/sql from calling the
+// connector's Close.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
-		if db.stopProbe != nil {
-			db.stopProbe()
-		}
-		if db.stopCheck != nil {
-			db.stopCheck()
-		}
-		db.snap.stopLoop()
-		db.wg.Wait()
-		errs := []error{db.DB.Close()}
-		// The pool is closed: no write of this process can follow the
-		// final snapshot.
-		errs = append(errs, db.snap.finish())
-		for _, c := range db.closers {
-			errs = append(errs, c())
-		}
-		db.closeErr = errors.Join(errs...)
+		// The releaser runs after the pool closed: no write of this
+		// process can follow the final snapshot.
+		db.closeErr = errors.Join(db.DB.Close(), db.release.run())
 	})
 	return db.closeErr
+}
+
+// stopBackground stops the snapshot loop, the recovery probe and the
+// integrity check and waits for them; it runs when the pool closes,
+// whoever closes it.
+func (db *DB) stopBackground() error {
+	db.snap.stopLoop()
+	if db.stopProbe != nil {
+		db.stopProbe()
+	}
+	if db.stopCheck != nil {
+		db.stopCheck()
+	}
+	db.wg.Wait()
+	return nil
 }
 
 // Open resolves the configuration (see [Resolve]), asks the [Strategy] for
@@ -214,7 +221,7 @@ func Open(ctx context.Context, opts ...Option) (*DB, error) {
 	if r.Primary.IsZero() {
 		causes = append(causes, errors.New(r.Reason()))
 	}
-	candidates := o.strategy.Candidates(r)
+	candidates := withoutEngineless(&o, o.strategy.Candidates(r))
 	for i, t := range candidates {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -225,6 +232,11 @@ func Open(ctx context.Context, opts ...Option) (*DB, error) {
 		cancel()
 		attempts = append(attempts, a)
 		if a.Err != nil {
+			var he *hookError
+			if errors.As(a.Err, &he) {
+				o.logger.Error("dbfallback: a hook failed; not falling back to another database", "target", t, "error", a.Err.Error())
+				return nil, a.Err
+			}
 			causes = append(causes, a.Err)
 			continue
 		}
@@ -293,6 +305,9 @@ func openTarget(ctx context.Context, o *options, r Resolution, t Target) (*engin
 	case Postgres:
 		return openPostgres(ctx, o, r, t, connectTimeout(o, r, t))
 	case SQLite:
+		if _, err := o.sqliteEngine(); err != nil {
+			return nil, permanent(err)
+		}
 		return openSQLiteBounded(ctx, o, t)
 	}
 	return nil, permanent(fmt.Errorf("unknown dialect %q", t.Dialect))
@@ -307,10 +322,12 @@ func newDB(o *options, r Resolution, e *engine, attempts []Attempt) *DB {
 		fallback:  r.Primary.IsZero() || !sameTarget(chosen, r.Primary),
 		ephemeral: r.Ephemeral(chosen),
 		attempts:  attempts,
-		closers:   e.closers,
+		release:   e.release,
 		logger:    o.logger,
 		integrity: e.integrity,
 	}
+	e.release.add(db.stopBackground, true)
+	e.release.add(func() error { return db.snap.finish() }, false) // last: after the pool and the keeper closed
 	if db.integrity == nil {
 		db.integrity = &integrity{}
 	}

@@ -129,10 +129,7 @@ func (db *DB) startProbe(o *options, r Resolution) {
 			e, err := openTarget(ctx, o, r, r.Primary)
 			up := err == nil
 			if up {
-				e.db.Close()
-				for _, c := range e.closers {
-					c()
-				}
+				e.close()
 				db.probeUp.Store(1)
 			} else if ctx.Err() == nil {
 				db.probeUp.Store(2)

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/dbfallback/dbfallback/internal/sqlengine"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/mattn/go-sqlite3"
 )
 
 // IsUnavailable reports whether err says that the database could not do
@@ -65,9 +65,8 @@ func IsUnavailable(err error) bool {
 	if errors.As(err, &pg) {
 		return unavailableSQLState(pg.Code)
 	}
-	var se sqlite3.Error
-	if errors.As(err, &se) {
-		return unavailableSQLiteCodes[se.Code]
+	if code, ok := sqliteCode(err); ok {
+		return unavailableSQLiteCodes[code&0xff]
 	}
 	var ce *pgconn.ConnectError
 	if network || errors.As(err, &ce) {
@@ -94,17 +93,19 @@ func unavailableSQLState(code string) bool {
 	return false
 }
 
-var unavailableSQLiteCodes = map[sqlite3.ErrNo]bool{
-	sqlite3.ErrBusy:     true,
-	sqlite3.ErrLocked:   true,
-	sqlite3.ErrNomem:    true,
-	sqlite3.ErrReadonly: true,
-	sqlite3.ErrIoErr:    true,
-	sqlite3.ErrCorrupt:  true,
-	sqlite3.ErrFull:     true,
-	sqlite3.ErrCantOpen: true,
-	sqlite3.ErrProtocol: true,
-	sqlite3.ErrNotADB:   true,
+// unavailableSQLiteCodes are the primary result codes IsUnavailable
+// recognises, the same on every SQLite engine.
+var unavailableSQLiteCodes = map[int]bool{
+	sqlengine.Busy:     true,
+	sqlengine.Locked:   true,
+	sqlengine.NoMem:    true,
+	sqlengine.ReadOnly: true,
+	sqlengine.IOErr:    true,
+	sqlengine.Corrupt:  true,
+	sqlengine.Full:     true,
+	sqlengine.CantOpen: true,
+	sqlengine.Protocol: true,
+	sqlengine.NotADB:   true,
 }
 
 var unavailableErrnos = map[syscall.Errno]bool{
@@ -124,7 +125,8 @@ var unavailableErrnos = map[syscall.Errno]bool{
 
 // initError is a failed WithInit hook: Error is redacted, Unwrap gives the
 // hook's own error, so errors.Is and errors.As see the driver's error
-// (a *pgconn.PgError, a sqlite3.Error) or the migration tool's.
+// (a *pgconn.PgError, a sqlite3.Error or modernc's *sqlite.Error) or the
+// migration tool's.
 type initError struct {
 	msg string
 	err error

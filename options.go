@@ -2,10 +2,13 @@ package dbfallback
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"log/slog"
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -35,11 +38,16 @@ type options struct {
 	snapshotInterval time.Duration // WithSnapshotInterval
 	snap             *snapshotter  // set by Open only: the snapshots of this Open
 
+	openDB          func(driver.Connector) *sql.DB
+	pgxConfigs      []func(*pgx.ConnConfig)
+	pgxAfterConnect []func(context.Context, *pgx.Conn) error
+
 	// Test seams, set only from export_test.go.
 	dataDir    string                         // Hugging Face persistent storage mount
 	fsType     func(dir string) string        // filesystem kind of dir ("" when local)
 	lookupFunc pgconn.LookupFunc              // DNS resolution for PostgreSQL hosts
 	now        func() time.Time               // clock for corrupt-file names
+	noSQLite   bool                           // behave as a build without a SQLite engine
 	pgPlain    bool                           // open PostgreSQL as pgx's stdlib does, without pg_failover.go's hooks or pg_pooler.go's statements
 	snapshotFS func(dir, dbDir string) string // why a snapshot directory is not durable (nil: the real check)
 	slowCopy   time.Duration                  // a wait before each chunk a restore reads, to outlast a deadline
@@ -192,7 +200,9 @@ func WithRecoveryProbe(interval time.Duration, onRecover func(primary Target)) O
 }
 
 // WithPool overrides pool settings of the chosen database; zero fields
-// keep the per-dialect defaults (see [PoolConfig]).
+// keep the per-dialect defaults, and a PostgreSQL URL's pool_max_conns,
+// pool_max_conn_lifetime and pool_max_conn_idle_time win over it (see
+// [PoolConfig]).
 func WithPool(p PoolConfig) Option {
 	return func(o *options) { o.pool = p }
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -41,18 +40,26 @@ import (
 
 // pgConnector returns the database/sql connector for cfg: pgx's, with the
 // hooks above unless o.pgPlain, and in pooler mode prepared statements that
-// name nothing on the server (pg_pooler.go).
-func pgConnector(o *options, cfg *pgx.ConnConfig) driver.Connector {
+// name nothing on the server (pg_pooler.go). after, when not nil, is the
+// caller's WithPgxAfterConnect functions (hooks.go), run on each new
+// connection after the hooks above.
+func pgConnector(o *options, cfg *pgx.ConnConfig, after func(context.Context, *pgx.Conn) error) driver.Connector {
 	shareConnectTimeout(cfg)
 	if o.pgPlain {
+		if after != nil {
+			return stdlib.GetConnector(*cfg, stdlib.OptionAfterConnect(after))
+		}
 		return stdlib.GetConnector(*cfg)
 	}
 	w := &writableWatch{logger: o.logger}
 	hp := newHostPreference(cfg)
 	opts := []stdlib.OptionOpenDB{
-		stdlib.OptionAfterConnect(func(_ context.Context, c *pgx.Conn) error {
+		stdlib.OptionAfterConnect(func(ctx context.Context, c *pgx.Conn) error {
 			w.opened(c)
 			hp.reached(c)
+			if after != nil {
+				return after(ctx, c)
+			}
 			return nil
 		}),
 		stdlib.OptionResetSession(func(_ context.Context, c *pgx.Conn) error {
@@ -323,10 +330,14 @@ func pingOnce(ctx context.Context, db *sql.DB) (addr string, connected bool, err
 		return "", false, err
 	}
 	defer c.Close()
+	wrapped := false
 	err = c.Raw(func(dc any) error {
 		pc, ok := dc.(interface{ Conn() *pgx.Conn })
 		if !ok {
-			return fmt.Errorf("dbfallback: ping: unexpected driver connection %T", dc)
+			// A WithOpenDB wrapper's connection (otelsql's, say) hides
+			// pgx's: ping through it, without the address.
+			wrapped = true
+			return nil
 		}
 		if err := pc.Conn().Ping(ctx); err != nil {
 			return err
@@ -334,5 +345,8 @@ func pingOnce(ctx context.Context, db *sql.DB) (addr string, connected bool, err
 		addr = remoteAddr(pc.Conn().PgConn())
 		return nil
 	})
+	if wrapped {
+		err = c.PingContext(ctx)
+	}
 	return addr, true, err
 }

@@ -370,7 +370,7 @@ func TestFilesystemFaults(t *testing.T) {
 		dir := ownedDir(t, true)
 		file := filepath.Join(dir, "app.db")
 		src := filepath.Join(t.TempDir(), "src.db")
-		live, err := sql.Open("sqlite3", src+"?_journal_mode=WAL")
+		live, err := openRawSQLite(src + "?_journal_mode=WAL")
 		require.NoError(t, err)
 		defer live.Close()
 		_, err = live.Exec("CREATE TABLE notes(body TEXT); INSERT INTO notes VALUES ('only in the WAL')")

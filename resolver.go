@@ -119,12 +119,7 @@ func resolve(ctx context.Context, o *options) (Resolution, error) {
 	if err := ctx.Err(); err != nil {
 		return r, err
 	}
-	r.SpaceID, _ = o.lookupEnv("SPACE_ID")
-	if s, ok := o.lookupEnv("PGCONNECT_TIMEOUT"); ok && s != "" {
-		if d, err := parseSeconds(s); err == nil {
-			r.ConnectTimeout = d
-		}
-	}
+	r.SpaceID, r.ConnectTimeout = envDefaults(o)
 	r.Sources = resolveSources(o)
 	for _, s := range r.Sources {
 		if s.Chosen {
@@ -143,6 +138,18 @@ func resolve(ctx context.Context, o *options) (Resolution, error) {
 	}
 	r.Fallbacks = append(r.Fallbacks, sqliteTarget("", true, nil))
 	return r, ctx.Err()
+}
+
+// envDefaults reads SPACE_ID and PGCONNECT_TIMEOUT (0 when unset or
+// invalid) through the options' lookup.
+func envDefaults(o *options) (spaceID string, connectTimeout time.Duration) {
+	spaceID, _ = o.lookupEnv("SPACE_ID")
+	if s, ok := o.lookupEnv("PGCONNECT_TIMEOUT"); ok && s != "" {
+		if d, err := parseSeconds(s); err == nil {
+			connectTimeout = d
+		}
+	}
+	return spaceID, connectTimeout
 }
 
 // InSpace reports whether the process runs in a Hugging Face Space.

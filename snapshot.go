@@ -181,7 +181,7 @@ func (s *snapshotter) start(db *DB) {
 		db.logger.Warn("dbfallback: another writer's snapshots interleave with the restored one: two processes used this snapshot directory",
 			"dir", s.dir, "writer", w, "newest", at.Format(time.RFC3339), "hint", "run one replica, or use PrimaryOnly with a shared PostgreSQL")
 	}
-	conn, err := sql.Open("sqlite3", readOnlyDSN(t, busyWithin(context.Background(), 5*time.Second)))
+	conn, err := openRawSQLite(readOnlyDSN(t, busyWithin(context.Background(), 5*time.Second)))
 	if err != nil {
 		s.off = fmt.Sprintf("snapshots of %s are off: %v", s.path, err)
 		db.addReason(s.off)

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mattn/go-sqlite3"
+	"github.com/dbfallback/dbfallback/internal/sqlengine"
 )
 
 // sqlite_check.go finds damaged pages under a valid SQLite header. A full
@@ -33,8 +33,11 @@ const maxProbedTables = 512
 // isDamage reports SQLite's "database disk image is malformed" and "file
 // is not a database".
 func isDamage(err error) bool {
-	var se sqlite3.Error
-	return errors.As(err, &se) && (se.Code == sqlite3.ErrCorrupt || se.Code == sqlite3.ErrNotADB)
+	switch sqlitePrimary(err) {
+	case sqlengine.Corrupt, sqlengine.NotADB:
+		return true
+	}
+	return false
 }
 
 // openSQLiteFile opens t (see openSQLite) and checks that it takes
@@ -122,7 +125,7 @@ func (e *openedFileError) Unwrap() error { return e.err }
 // writes nothing. Only damage matters: other errors (no file yet, a hot
 // journal a reader cannot roll back) are for the pool to meet.
 func probeReadOnly(ctx context.Context, t Target) error {
-	db, err := sql.Open("sqlite3", readOnlyDSN(t, busyWithin(ctx, 5*time.Second)))
+	db, err := openRawSQLite(readOnlyDSN(t, busyWithin(ctx, 5*time.Second)))
 	if err != nil {
 		return err
 	}
@@ -131,12 +134,12 @@ func probeReadOnly(ctx context.Context, t Target) error {
 	return probePages(ctx, db)
 }
 
-// close releases an engine that will not be used.
+// close releases an engine that will not be used: the pool, and what
+// closing it releases even when a WithOpenDB wrapper does not pass
+// io.Closer on.
 func (e *engine) close() {
 	e.db.Close()
-	for _, c := range e.closers {
-		c()
-	}
+	e.release.run()
 }
 
 // probePages reads the schema and the first and last row of each table
@@ -181,14 +184,14 @@ func probePages(ctx context.Context, db *sql.DB) error {
 // be written (its -shm is not writable, say) fails here, not on the first
 // request. A lock held by another process counts as writable.
 func checkWritable(ctx context.Context, t Target) error {
-	db, err := sql.Open("sqlite3", sqliteDSN(t, "_busy_timeout=0&_txlock=immediate"))
+	db, err := openRawSQLite(sqliteDSN(t, "_busy_timeout=0&_txlock=immediate"))
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	tx, err := db.BeginTx(ctx, nil)
-	var se sqlite3.Error
-	if errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked) {
+	switch sqlitePrimary(err) {
+	case sqlengine.Busy, sqlengine.Locked:
 		return nil
 	}
 	if err != nil {
@@ -256,8 +259,7 @@ func (i *integrity) setLogger(l *slog.Logger) {
 // one in use), and returns it. A nil integrity (an in-memory database)
 // records nothing.
 func (i *integrity) note(err error) error {
-	var se sqlite3.Error
-	if i == nil || !errors.As(err, &se) || se.Code != sqlite3.ErrCorrupt {
+	if i == nil || sqlitePrimary(err) != sqlengine.Corrupt {
 		return err
 	}
 	i.mu.Lock()
@@ -318,7 +320,7 @@ const maxCheckErrors = 5
 // quickCheck runs PRAGMA quick_check on dsn and returns the state and, when
 // not ok, what SQLite said.
 func quickCheck(ctx context.Context, dsn string) (state, detail string) {
-	cdb, err := sql.Open("sqlite3", dsn)
+	cdb, err := openRawSQLite(dsn)
 	if err != nil {
 		return integrityUnknown, err.Error()
 	}

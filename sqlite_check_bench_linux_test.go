@@ -4,7 +4,6 @@ package dbfallback
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -54,7 +53,7 @@ func BenchmarkSQLiteCheck(b *testing.B) {
 				db.Close()
 			}},
 			{"baseline open and schema_version", func(b *testing.B) {
-				db, err := sql.Open("sqlite3", sqliteDSN(t, sqliteFileParams))
+				db, err := openRawSQLite(sqliteDSN(t, sqliteFileParams))
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -95,7 +94,7 @@ func BenchmarkSQLiteCheck(b *testing.B) {
 func benchDatabase(b *testing.B, mb int) string {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), fmt.Sprintf("bench-%dMB.db", mb))
-	db, err := sql.Open("sqlite3", path)
+	db, err := openRawSQLite(path)
 	if err != nil {
 		b.Fatal(err)
 	}

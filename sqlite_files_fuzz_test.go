@@ -3,7 +3,6 @@ package dbfallback
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"os"
 	"path/filepath"
 	"testing"
@@ -81,7 +80,7 @@ func FuzzSQLiteFile(f *testing.F) {
 // seedDatabase returns the bytes of a small real database.
 func seedDatabase(f *testing.F) []byte {
 	path := filepath.Join(f.TempDir(), "seed.db")
-	db, err := sql.Open("sqlite3", path)
+	db, err := openRawSQLite(path)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package dbfallback
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -24,13 +23,11 @@ import (
 // sqliteBytes builds a real SQLite database (rollback journal, so every
 // page is in the main file) with a notes table of n rows, and returns its
 // bytes and page size.
-func sqliteBytes(t *testing.T, n int) ([]byte, int) {
+func sqliteBytes(t testing.TB, n int) ([]byte, int) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "src.db")
-	db, err := sql.Open("sqlite3", path)
-	require.NoError(t, err)
-	defer db.Close()
-	_, err = db.Exec(`CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+	db := rawSQLite(t, path)
+	_, err := db.Exec(`CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT NOT NULL);
 		WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < ?)
 		INSERT INTO notes(body) SELECT printf('note %d ', i) || hex(randomblob(40)) FROM c`, n)
 	require.NoError(t, err)

@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mattn/go-sqlite3"
+	"github.com/dbfallback/dbfallback/internal/sqlengine"
 )
 
 // sqlite_gate.go is the in-process write queue of a SQLite pool and how
@@ -236,8 +236,7 @@ func (e *lockWaitError) Unwrap() error { return e.err }
 // reported at once (a snapshot conflict, a lock that waiting cannot
 // resolve) is left as it is, and stays retryable.
 func (g *writeGate) lockWait(err error, waited time.Duration) error {
-	var se sqlite3.Error
-	if g.wait > 0 && waited >= g.wait/2 && errors.As(err, &se) && int(se.ExtendedCode) == int(sqlite3.ErrBusy) {
+	if code, ok := sqliteCode(err); g.wait > 0 && waited >= g.wait/2 && ok && code == sqlengine.Busy {
 		return &lockWaitError{waited: waited, err: err}
 	}
 	return err
@@ -249,34 +248,53 @@ func sessionOf(ctx context.Context) *Session {
 	return s
 }
 
-// gatedConnector opens go-sqlite3 connections that take the write gate for
+// gatedConnector opens engine connections that take the write gate for
 // write transactions and for writes outside a transaction.
 type gatedConnector struct {
-	dsn  string
-	gate *writeGate
-	seen *integrity // records damage a statement met (sqlite_check.go); nil for memory
+	engine sqlengine.Engine
+	dsn    string
+	gate   *writeGate
+	seen   *integrity // records damage a statement met (sqlite_check.go); nil for memory
 }
 
 func (c *gatedConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := (&sqlite3.SQLiteDriver{}).Open(c.dsn)
+	conn, err := c.engine.Open(c.dsn)
 	if err != nil {
 		return nil, err
 	}
-	return &gatedConn{SQLiteConn: conn.(*sqlite3.SQLiteConn), gate: c.gate, seen: c.seen}, nil
+	return &gatedConn{Conn: conn, gate: c.gate, seen: c.seen}, nil
 }
 
-func (c *gatedConnector) Driver() driver.Driver { return &sqlite3.SQLiteDriver{} }
+func (c *gatedConnector) Driver() driver.Driver { return c.engine.Driver() }
 
-// gatedConn wraps a go-sqlite3 connection. database/sql uses one
-// connection from one goroutine at a time, so inTx needs no lock.
+// gatedConn wraps an engine connection. database/sql uses one connection
+// from one goroutine at a time, so inTx needs no lock.
 type gatedConn struct {
-	*sqlite3.SQLiteConn
+	sqlengine.Conn
 	gate *writeGate
 	seen *integrity
 	inTx bool
 	// aborted is the first error of a statement of the open transaction,
 	// which then fails as PostgreSQL's would (see sqlite_txabort.go).
 	aborted error
+}
+
+// ResetSession passes database/sql's check to the engine connection, when
+// it has one.
+func (c *gatedConn) ResetSession(ctx context.Context) error {
+	if r, ok := c.Conn.(driver.SessionResetter); ok {
+		return r.ResetSession(ctx)
+	}
+	return nil
+}
+
+// IsValid passes database/sql's check to the engine connection, when it
+// has one.
+func (c *gatedConn) IsValid() bool {
+	if v, ok := c.Conn.(driver.Validator); ok {
+		return v.IsValid()
+	}
+	return true
 }
 
 // take acquires the gate for one write, shortens the connection's busy
@@ -304,11 +322,11 @@ func (c *gatedConn) shortenBusy(waited time.Duration) func() {
 		return func() {}
 	}
 	left := max(c.gate.wait-waited, time.Millisecond)
-	if _, err := c.SQLiteConn.ExecContext(context.Background(), fmt.Sprintf("PRAGMA busy_timeout = %d", left.Milliseconds()), nil); err != nil {
+	if _, err := c.Conn.ExecContext(context.Background(), fmt.Sprintf("PRAGMA busy_timeout = %d", left.Milliseconds()), nil); err != nil {
 		return func() {}
 	}
 	return func() {
-		c.SQLiteConn.ExecContext(context.Background(), fmt.Sprintf("PRAGMA busy_timeout = %d", c.gate.wait.Milliseconds()), nil)
+		c.Conn.ExecContext(context.Background(), fmt.Sprintf("PRAGMA busy_timeout = %d", c.gate.wait.Milliseconds()), nil)
 	}
 }
 
@@ -320,11 +338,11 @@ func (c *gatedConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.
 		// A deferred BEGIN: readers share the database in WAL mode and need
 		// no write lock. query_only makes SQLite refuse writes, as the
 		// caller asked.
-		if _, err := c.SQLiteConn.ExecContext(ctx, "PRAGMA query_only = 1", nil); err != nil {
+		if _, err := c.Conn.ExecContext(ctx, "PRAGMA query_only = 1", nil); err != nil {
 			return nil, err
 		}
-		if _, err := c.SQLiteConn.ExecContext(ctx, "BEGIN", nil); err != nil {
-			c.SQLiteConn.ExecContext(context.Background(), "PRAGMA query_only = 0", nil)
+		if _, err := c.Conn.ExecContext(ctx, "BEGIN", nil); err != nil {
+			c.Conn.ExecContext(context.Background(), "PRAGMA query_only = 0", nil)
 			return nil, err
 		}
 		c.inTx = true
@@ -334,7 +352,7 @@ func (c *gatedConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.
 	if err != nil {
 		return nil, err
 	}
-	tx, err := c.SQLiteConn.BeginTx(ctx, opts)
+	tx, err := c.Conn.BeginTx(ctx, opts)
 	if err != nil {
 		done()
 		return nil, c.gate.lockWait(err, time.Since(start))
@@ -352,7 +370,7 @@ func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver
 		if err := c.txRefuses(query); err != nil {
 			return nil, err
 		}
-		res, err := c.SQLiteConn.ExecContext(ctx, query, args)
+		res, err := c.Conn.ExecContext(ctx, query, args)
 		c.txNote(query, err)
 		return res, c.seen.note(err)
 	}
@@ -361,7 +379,7 @@ func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver
 		return nil, err
 	}
 	defer done()
-	res, err := c.SQLiteConn.ExecContext(ctx, query, args)
+	res, err := c.Conn.ExecContext(ctx, query, args)
 	return res, c.seen.note(c.gate.lockWait(err, time.Since(start)))
 }
 
@@ -373,37 +391,37 @@ func (c *gatedConn) QueryContext(ctx context.Context, query string, args []drive
 		if err := c.txRefuses(query); err != nil {
 			return nil, err
 		}
-		rows, err := c.SQLiteConn.QueryContext(ctx, query, args)
+		rows, err := c.Conn.QueryContext(ctx, query, args)
 		c.txNote(query, err)
 		if err != nil {
 			return nil, c.seen.note(err)
 		}
-		return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), tx: c, seen: c.seen}, nil
+		return &gatedRows{Rows: rows.(sqlengine.Rows), tx: c, seen: c.seen}, nil
 	}
 	if !c.writes(ctx, query) {
-		rows, err := c.SQLiteConn.QueryContext(ctx, query, args)
+		rows, err := c.Conn.QueryContext(ctx, query, args)
 		if err != nil {
 			return nil, c.seen.note(err)
 		}
-		return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), seen: c.seen}, nil
+		return &gatedRows{Rows: rows.(sqlengine.Rows), seen: c.seen}, nil
 	}
 	done, start, err := c.take(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := c.SQLiteConn.QueryContext(ctx, query, args)
+	rows, err := c.Conn.QueryContext(ctx, query, args)
 	if err != nil {
 		done()
 		return nil, c.seen.note(c.gate.lockWait(err, time.Since(start)))
 	}
-	return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), gate: c.gate, done: done, waited: time.Since(start), seen: c.seen}, nil
+	return &gatedRows{Rows: rows.(sqlengine.Rows), gate: c.gate, done: done, waited: time.Since(start), seen: c.seen}, nil
 }
 
 // writes reports whether query may write. A single statement that
 // starts with SELECT or VALUES only reads; anything else is asked of
 // SQLite (sqlite3_stmt_readonly), and an error counts as a write, to be
 // reported by the real run. Several statements count as a write:
-// go-sqlite3 runs them all, and SQLite judges only the first.
+// the engines run them all, and SQLite judges only the first.
 func (c *gatedConn) writes(ctx context.Context, query string) bool {
 	if severalStatements(query) {
 		return true
@@ -412,12 +430,12 @@ func (c *gatedConn) writes(ctx context.Context, query string) bool {
 	case "SELECT", "VALUES":
 		return false
 	}
-	st, err := c.SQLiteConn.PrepareContext(ctx, query)
+	st, err := c.Conn.PrepareStmt(ctx, query)
 	if err != nil {
 		return true
 	}
 	defer st.Close()
-	return !st.(*sqlite3.SQLiteStmt).Readonly()
+	return !st.Readonly()
 }
 
 // PrepareContext prepares a statement whose executions outside a
@@ -428,15 +446,15 @@ func (c *gatedConn) PrepareContext(ctx context.Context, query string) (driver.St
 			return nil, err
 		}
 	}
-	st, err := c.SQLiteConn.PrepareContext(ctx, query)
+	st, err := c.Conn.PrepareStmt(ctx, query)
 	if err != nil {
 		if c.inTx {
 			c.txNote(query, err)
 		}
 		return nil, err
 	}
-	ss := st.(*sqlite3.SQLiteStmt)
-	return &gatedStmt{SQLiteStmt: ss, conn: c, query: query, readonly: ss.Readonly()}, nil
+	// SQLite judges the first statement only.
+	return &gatedStmt{Stmt: st, conn: c, query: query, readonly: st.Readonly() && !severalStatements(query)}, nil
 }
 
 func (c *gatedConn) Prepare(query string) (driver.Stmt, error) {
@@ -520,7 +538,7 @@ func severalStatements(q string) bool {
 // gatedStmt is a prepared statement that takes the gate to write outside a
 // transaction.
 type gatedStmt struct {
-	*sqlite3.SQLiteStmt
+	sqlengine.Stmt
 	conn     *gatedConn
 	query    string
 	readonly bool
@@ -531,12 +549,12 @@ func (s *gatedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (
 		if err := s.conn.txRefuses(s.query); err != nil {
 			return nil, err
 		}
-		res, err := s.SQLiteStmt.ExecContext(ctx, args)
+		res, err := s.Stmt.ExecContext(ctx, args)
 		s.conn.txNote(s.query, err)
 		return res, s.conn.seen.note(err)
 	}
 	if s.readonly {
-		res, err := s.SQLiteStmt.ExecContext(ctx, args)
+		res, err := s.Stmt.ExecContext(ctx, args)
 		return res, s.conn.seen.note(err)
 	}
 	done, start, err := s.conn.take(ctx, nil)
@@ -544,7 +562,7 @@ func (s *gatedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (
 		return nil, err
 	}
 	defer done()
-	res, err := s.SQLiteStmt.ExecContext(ctx, args)
+	res, err := s.Stmt.ExecContext(ctx, args)
 	return res, s.conn.seen.note(s.conn.gate.lockWait(err, time.Since(start)))
 }
 
@@ -553,41 +571,41 @@ func (s *gatedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) 
 		if err := s.conn.txRefuses(s.query); err != nil {
 			return nil, err
 		}
-		rows, err := s.SQLiteStmt.QueryContext(ctx, args)
+		rows, err := s.Stmt.QueryContext(ctx, args)
 		s.conn.txNote(s.query, err)
 		if err != nil {
 			return nil, s.conn.seen.note(err)
 		}
-		return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), tx: s.conn, seen: s.conn.seen}, nil
+		return &gatedRows{Rows: rows.(sqlengine.Rows), tx: s.conn, seen: s.conn.seen}, nil
 	}
 	if s.readonly {
-		rows, err := s.SQLiteStmt.QueryContext(ctx, args)
+		rows, err := s.Stmt.QueryContext(ctx, args)
 		if err != nil {
 			return nil, s.conn.seen.note(err)
 		}
-		return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), seen: s.conn.seen}, nil
+		return &gatedRows{Rows: rows.(sqlengine.Rows), seen: s.conn.seen}, nil
 	}
 	done, start, err := s.conn.take(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.SQLiteStmt.QueryContext(ctx, args)
+	rows, err := s.Stmt.QueryContext(ctx, args)
 	if err != nil {
 		done()
 		return nil, s.conn.seen.note(s.conn.gate.lockWait(err, time.Since(start)))
 	}
-	return &gatedRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), gate: s.conn.gate, done: done, waited: time.Since(start), seen: s.conn.seen}, nil
+	return &gatedRows{Rows: rows.(sqlengine.Rows), gate: s.conn.gate, done: done, waited: time.Since(start), seen: s.conn.seen}, nil
 }
 
 // gatedRows are the rows of a query. Those of a write outside a
 // transaction hold the gate until closed (gate is set); those of a
 // statement inside one report a failure that aborts the transaction (tx
-// is set, see sqlite_txabort.go). go-sqlite3 takes the first step when the
+// is set, see sqlite_txabort.go). The engines take the first step when the
 // query runs, so a busy error met then is reported by the first Next, and
 // classified with the time the query waited. Every query's rows report
 // damage they meet to seen (sqlite_check.go).
 type gatedRows struct {
-	*sqlite3.SQLiteRows
+	sqlengine.Rows
 	gate   *writeGate // nil for a read or inside a transaction
 	done   func()     // releases the gate; nil once called
 	waited time.Duration
@@ -597,7 +615,7 @@ type gatedRows struct {
 }
 
 func (r *gatedRows) Next(dest []driver.Value) error {
-	err := r.SQLiteRows.Next(dest)
+	err := r.Rows.Next(dest)
 	if err != nil && err != io.EOF {
 		if !r.nexted && r.gate != nil {
 			err = r.gate.lockWait(err, r.waited)
@@ -612,7 +630,7 @@ func (r *gatedRows) Next(dest []driver.Value) error {
 }
 
 func (r *gatedRows) Close() error {
-	err := r.SQLiteRows.Close()
+	err := r.Rows.Close()
 	if r.done != nil {
 		r.done()
 		r.done = nil
@@ -623,14 +641,14 @@ func (r *gatedRows) Close() error {
 // The column-type methods database/sql looks for on rows.
 
 func (r *gatedRows) ColumnTypeDatabaseTypeName(i int) string {
-	return r.SQLiteRows.ColumnTypeDatabaseTypeName(i)
+	return r.Rows.ColumnTypeDatabaseTypeName(i)
 }
 
 func (r *gatedRows) ColumnTypeNullable(i int) (nullable, ok bool) {
-	return r.SQLiteRows.ColumnTypeNullable(i)
+	return r.Rows.ColumnTypeNullable(i)
 }
 
-func (r *gatedRows) ColumnTypeScanType(i int) reflect.Type { return r.SQLiteRows.ColumnTypeScanType(i) }
+func (r *gatedRows) ColumnTypeScanType(i int) reflect.Type { return r.Rows.ColumnTypeScanType(i) }
 
 // gatedTx ends a transaction and releases the gate it holds.
 type gatedTx struct {
@@ -662,11 +680,11 @@ func (t *gatedTx) end(stmt string) error {
 		}
 		return t.inner.Rollback()
 	}
-	_, err := t.conn.SQLiteConn.ExecContext(context.Background(), stmt, nil)
+	_, err := t.conn.Conn.ExecContext(context.Background(), stmt, nil)
 	if err != nil && stmt == "COMMIT" {
-		t.conn.SQLiteConn.ExecContext(context.Background(), "ROLLBACK", nil)
+		t.conn.Conn.ExecContext(context.Background(), "ROLLBACK", nil)
 	}
-	if _, qerr := t.conn.SQLiteConn.ExecContext(context.Background(), "PRAGMA query_only = 0", nil); qerr != nil && err == nil {
+	if _, qerr := t.conn.Conn.ExecContext(context.Background(), "PRAGMA query_only = 0", nil); qerr != nil && err == nil {
 		err = qerr
 	}
 	return err

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mattn/go-sqlite3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -103,13 +102,10 @@ func openSQLiteBusy(t *testing.T, busy time.Duration, params string) (*DB, strin
 }
 
 // otherProcess opens the file as another process would: a plain
-// go-sqlite3 pool outside the write gate.
+// pool of the engine outside the write gate.
 func otherProcess(t *testing.T, path string) *sql.DB {
 	t.Helper()
-	raw, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000&_txlock=immediate")
-	require.NoError(t, err)
-	t.Cleanup(func() { raw.Close() })
-	return raw
+	return rawSQLite(t, "file:"+path+"?_busy_timeout=5000&_txlock=immediate")
 }
 
 // TestSQLiteLockWaitBounded: a writer behind a lock waits once, for the
@@ -180,7 +176,7 @@ func TestSQLiteLockWaitBounded(t *testing.T) {
 						return err
 					}
 					if runs == 1 {
-						raw, err := sql.Open("sqlite3", "file:"+db.Target().Path)
+						raw, err := openRawSQLite("file:" + db.Target().Path)
 						if err != nil {
 							return err
 						}
@@ -403,8 +399,8 @@ func TestSQLiteWriteShapesTakeTheGate(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, types, 2)
 		assert.Equal(t, "INTEGER", types[0].DatabaseTypeName())
-		var se sqlite3.Error
-		assert.False(t, errors.As(rows.Err(), &se))
+		_, isSQLite := sqliteCode(rows.Err())
+		assert.False(t, isSQLite)
 	})
 }
 

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mattn/go-sqlite3"
+	"github.com/dbfallback/dbfallback/internal/sqlengine"
 )
 
 // stranded_record.go keeps the record next to a SQLite fallback file
@@ -210,7 +210,7 @@ func openForCounting(ctx context.Context, path string) (*sql.DB, []string, error
 	}
 	var first error
 	for _, tuning := range []string{busyWithin(ctx, 5*time.Second), unlocked} {
-		db, err := sql.Open("sqlite3", readOnlyDSN(t, tuning))
+		db, err := openRawSQLite(readOnlyDSN(t, tuning))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -224,8 +224,7 @@ func openForCounting(ctx context.Context, path string) (*sql.DB, []string, error
 			break
 		}
 		first = err
-		var se sqlite3.Error
-		if !errors.As(err, &se) || se.Code != sqlite3.ErrCantOpen && se.Code != sqlite3.ErrReadonly {
+		if code := sqlitePrimary(err); code != sqlengine.CantOpen && code != sqlengine.ReadOnly {
 			break
 		}
 		if _, err := os.Lstat(path + "-shm"); err == nil {
@@ -269,8 +268,7 @@ func countStranded(ctx context.Context, path string) (s Stranded, ok bool, err e
 		then, noRowID := rec.Counts[name]
 		if !noRowID {
 			err = db.QueryRowContext(ctx, "SELECT count(*) FROM "+quoteIdent(name)+" WHERE rowid > ?", st.AfterRowID).Scan(&n)
-			var se sqlite3.Error
-			noRowID = errors.As(err, &se) && se.Code == sqlite3.ErrError && strings.Contains(err.Error(), "rowid")
+			noRowID = sqlitePrimary(err) == sqlengine.Error && strings.Contains(err.Error(), "rowid")
 		}
 		if noRowID { // WITHOUT ROWID: how many more rows than when the period began
 			st.AfterRowID = -1

@@ -143,7 +143,7 @@ func TestStrandedRowsReported(t *testing.T) {
 // write-ahead log.
 func countImmutable(t *testing.T, path string) int {
 	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+path+"?immutable=1")
+	db, err := openRawSQLite("file:" + path + "?immutable=1")
 	require.NoError(t, err)
 	defer db.Close()
 	var n int

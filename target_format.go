@@ -46,8 +46,9 @@ func (t Target) MarshalJSON() ([]byte, error) {
 		Database string
 		User     string
 		Params   map[string]string
+		Pool     map[string]string
 		Path     string
 		Memory   bool
 		Notes    []string
-	}{t.Dialect, t.Hosts, t.Database, t.User, params, t.Path, t.Memory, t.Notes})
+	}{t.Dialect, t.Hosts, t.Database, t.User, params, t.Pool, t.Path, t.Memory, t.Notes})
 }

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/dbfallback/dbfallback/internal/sqlengine"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/mattn/go-sqlite3"
 )
 
 // TxError is the error [DB.Tx] returns when a retryable conflict outlasted
@@ -80,10 +80,10 @@ func commitOutcomeUnknown(err error) bool {
 		}
 		return strings.EqualFold(sev, "FATAL") || strings.EqualFold(sev, "PANIC")
 	}
-	var se sqlite3.Error
-	// SQLite is in the process: a failed COMMIT is rolled back by
-	// go-sqlite3 before it returns.
-	return !errors.As(err, &se)
+	// SQLite is in the process: a failed COMMIT is rolled back by either
+	// engine before it returns.
+	_, lite := sqliteCode(err)
+	return !lite
 }
 
 // IsRetryable reports a conflict that running the transaction again can
@@ -118,9 +118,8 @@ func IsRetryable(err error) bool {
 // a writer that found the in-process write lock taken with a zero busy
 // timeout.
 func isBusy(err error) bool {
-	var se sqlite3.Error
-	if errors.As(err, &se) {
-		return se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked
+	if code, ok := sqliteCode(err); ok {
+		return code&0xff == sqlengine.Busy || code&0xff == sqlengine.Locked
 	}
 	return errors.Is(err, errWriteLockBusy)
 }

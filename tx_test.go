@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbfallback/dbfallback/internal/sqlengine"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/mattn/go-sqlite3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -61,7 +61,7 @@ func TestTxCommitRollbackPanic(t *testing.T) {
 
 func TestTxRetries(t *testing.T) {
 	db := openSQLiteAt(t, filepath.Join(t.TempDir(), "tx.db"))
-	busy := sqlite3.Error{Code: sqlite3.ErrBusy, ExtendedCode: sqlite3.ErrNoExtended(sqlite3.ErrBusy)}
+	busy := realSQLiteError(t, sqlengine.Busy)
 	serialization := &pgconn.PgError{Severity: "ERROR", Code: "40001", Message: "could not serialize access"}
 	tests := []struct {
 		name     string
@@ -159,7 +159,7 @@ func TestTxRetries(t *testing.T) {
 }
 
 func TestIsRetryable(t *testing.T) {
-	busy := sqlite3.Error{Code: sqlite3.ErrBusy, ExtendedCode: sqlite3.ErrNoExtended(sqlite3.ErrBusy)}
+	busy := realSQLiteError(t, sqlengine.Busy)
 	tests := []struct {
 		name string
 		err  error
@@ -171,8 +171,8 @@ func TestIsRetryable(t *testing.T) {
 		{"wrapped serialization failure", fmt.Errorf("update: %w", &pgconn.PgError{Code: "40001"}), true},
 		{"unique violation", &pgconn.PgError{Code: "23505"}, false},
 		{"busy at once", busy, true},
-		{"busy snapshot", sqlite3.Error{Code: sqlite3.ErrBusy, ExtendedCode: sqlite3.ErrBusySnapshot}, true},
-		{"table locked", sqlite3.Error{Code: sqlite3.ErrLocked}, true},
+		{"busy snapshot", realSQLiteError(t, sqlengine.BusySnapshot), true},
+		{"table locked", realSQLiteError(t, sqlengine.Locked), true},
 		{"write lock taken, zero busy timeout", errWriteLockBusy, true},
 		{"busy after the busy timeout", &lockWaitError{waited: 10 * time.Second, err: busy}, false},
 		{"write gate timed out", &lockWaitError{waited: 10 * time.Second, err: errWriteLockWait}, false},
@@ -181,7 +181,7 @@ func TestIsRetryable(t *testing.T) {
 		{"retry budget spent", &TxError{Attempts: 7, Err: &pgconn.PgError{Code: "40001"}}, false},
 		{"wrapped spent budget", fmt.Errorf("inner: %w", &TxError{Attempts: 7, Err: busy}), false},
 		{"PostgreSQL lock timeout", &pgconn.PgError{Code: "55P03"}, false},
-		{"constraint", sqlite3.Error{Code: sqlite3.ErrConstraint}, false},
+		{"constraint", realSQLiteError(t, sqlengine.Constraint), false},
 		{"context", context.DeadlineExceeded, false},
 	}
 	for _, tt := range tests {
@@ -208,7 +208,7 @@ func TestCommitOutcomeUnknown(t *testing.T) {
 		{"connection lost", errors.New("unexpected EOF"), true},
 		{"connection closed under COMMIT (pgx calls it safe to retry)", fmt.Errorf("commit: %w", pgconn.ErrConnClosed), true},
 		{"the server rolled back an aborted transaction", pgx.ErrTxCommitRollback, false},
-		{"SQLite commit failure", sqlite3.Error{Code: sqlite3.ErrIoErr}, false},
+		{"SQLite commit failure", realSQLiteError(t, sqlengine.Full), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -81,6 +81,13 @@ type Target struct {
 	// secret-valued parameter (sslpassword, _auth_pass, a key named like a
 	// secret, a value that reads like it holds one): see [Target.Secret].
 	Params map[string]string
+	// Pool holds the URL's pgxpool settings (pool_max_conns,
+	// pool_max_conn_lifetime, …), checked and kept out of the DSN, which
+	// a server would reject them in. [Target.PgxPoolConfig] applies them
+	// all; [Open] sizes its database/sql pool from pool_max_conns,
+	// pool_max_conn_lifetime and pool_max_conn_idle_time. Nil when the URL
+	// has none; always nil for SQLite.
+	Pool map[string]string
 
 	// Path is the SQLite database file, relative or absolute; for an
 	// in-memory database it is the optional shared-cache name.

@@ -36,7 +36,7 @@ func FuzzValidate(f *testing.F) {
 			}
 			return
 		}
-		again, err := Validate(tg.DSN())
+		again, err := Validate(tg.dsnWithPool())
 		if err != nil {
 			t.Fatalf("DSN of an accepted target is rejected: %.300v\ninput %.300q\ntarget %.300s", err, raw, tg)
 		}

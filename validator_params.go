@@ -2,9 +2,11 @@ package dbfallback
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // paramAction says what Validate does with a parameter it knows.
@@ -18,6 +20,11 @@ const (
 	drop
 	// rename translates it into the rule's "to" key, with a note.
 	rename
+	// pool keeps it, checked, for the connection pool, in Target.Pool and
+	// never in the DSN: pgxpool reads it (Target.PgxPoolConfig), Open
+	// sizes its database/sql pool from it where database/sql has the
+	// setting, and a PostgreSQL server would reject it.
+	pool
 )
 
 // paramRule is everything this package knows about one connection
@@ -39,8 +46,10 @@ type paramRule struct {
 	dialect Dialect
 	// values lists the allowed values in lower case; nil allows any.
 	values []string
-	// count marks a non-negative whole number.
-	count bool
+	// count marks a non-negative whole number; positive, one of at least 1.
+	count, positive bool
+	// duration marks a non-negative Go duration ("90s", "1h30m").
+	duration bool
 	// secret marks a value that is never shown: not in Target.Params, not
 	// in a note, masked in every String, error and log line.
 	secret bool
@@ -155,13 +164,14 @@ var paramRules = map[string]paramRule{
 	"statement_cache_size":          {tool: "Prisma", dialect: Postgres, action: drop},
 	"max_idle_connection_lifetime":  {tool: "Prisma", dialect: Postgres, action: drop},
 	"api_key":                       {tool: "Prisma", dialect: Postgres, action: drop, secret: true},
-	"pool_max_conns":                {tool: "pgxpool", dialect: Postgres, action: drop},
-	"pool_min_conns":                {tool: "pgxpool", dialect: Postgres, action: drop},
-	"pool_min_idle_conns":           {tool: "pgxpool", dialect: Postgres, action: drop},
-	"pool_max_conn_lifetime":        {tool: "pgxpool", dialect: Postgres, action: drop},
-	"pool_max_conn_lifetime_jitter": {tool: "pgxpool", dialect: Postgres, action: drop},
-	"pool_max_conn_idle_time":       {tool: "pgxpool", dialect: Postgres, action: drop},
-	"pool_health_check_period":      {tool: "pgxpool", dialect: Postgres, action: drop},
+	"pool_max_conns":                {tool: "pgxpool", dialect: Postgres, action: pool, count: true, positive: true},
+	"pool_min_conns":                {tool: "pgxpool", dialect: Postgres, action: pool, count: true},
+	"pool_min_idle_conns":           {tool: "pgxpool", dialect: Postgres, action: pool, count: true},
+	"pool_max_conn_lifetime":        {tool: "pgxpool", dialect: Postgres, action: pool, duration: true},
+	"pool_max_conn_lifetime_jitter": {tool: "pgxpool", dialect: Postgres, action: pool, duration: true},
+	"pool_max_conn_idle_time":       {tool: "pgxpool", dialect: Postgres, action: pool, duration: true},
+	"pool_health_check_period":      {tool: "pgxpool", dialect: Postgres, action: pool, duration: true},
+	"pool_ping_timeout":             {tool: "pgxpool", dialect: Postgres, action: pool, duration: true},
 	"pool":                          {tool: "Rails", dialect: Postgres, action: drop},
 	"reconnect":                     {tool: "Rails", dialect: Postgres, action: drop},
 	"prepared_statements":           {tool: "Rails", dialect: Postgres, action: drop},
@@ -253,11 +263,11 @@ func isKnownParam(k string) bool {
 	return ok
 }
 
-// isKeyword reports a libpq or pgx connection keyword: what a keyword/value
-// string may hold.
+// isKeyword reports a libpq or pgx connection keyword, or a pgxpool key
+// (pgxpool reads both forms): what a keyword/value string may hold.
 func isKeyword(k string) bool {
 	r, ok := ruleFor(k, Postgres)
-	return ok && (r.tool == "libpq" || r.tool == "pgx")
+	return ok && (r.tool == "libpq" || r.tool == "pgx" || r.action == pool)
 }
 
 // secretNameParts are the pieces of a parameter name that make its value a
@@ -337,6 +347,16 @@ func (v *validation) applyPGSetting(c *pgCore, key, val string) error {
 		return v.dropParam(key, val, rule)
 	case rename:
 		return v.translateParam(c, key, val, rule)
+	case pool:
+		val, err := v.checkValue(key, val, rule)
+		if err != nil {
+			return err
+		}
+		if c.pool == nil {
+			c.pool = make(map[string]string, 2)
+		}
+		c.pool[key] = val
+		return nil
 	}
 	if rule.tool == "libpq" && !rule.secret && rule.values == nil && !rule.count && holdsSecret(val) {
 		return v.settingHoldsSecret(key)
@@ -368,8 +388,21 @@ func (v *validation) settingHoldsSecret(key string) error {
 // checkValue checks a value against its rule and returns it canonical
 // (enumerated values lower-cased, counts without leading zeros).
 func (v *validation) checkValue(key, val string, rule paramRule) (string, error) {
+	if rule.duration {
+		d, err := time.ParseDuration(val)
+		if err != nil || d < 0 {
+			return "", v.fail(CodeBadParam, key+" is not a duration", "write "+key+"=30m (a Go duration: 90s, 1h30m)")
+		}
+		return val, nil
+	}
 	if rule.count {
 		n, err := strconv.Atoi(val)
+		if err == nil && n < 1 && rule.positive {
+			return "", v.fail(CodeBadParam, key+" is below 1", "write "+key+"=10 (at least 1)")
+		}
+		if err == nil && rule.action == pool && n > math.MaxInt32 {
+			return "", v.fail(CodeBadParam, key+" is too large", "write "+key+"=10 (pgxpool counts are 32-bit)")
+		}
 		if err != nil || n < 0 {
 			if key == "connect_timeout" {
 				return "", v.fail(CodeBadConnectTimeout, "connect_timeout is not a whole number of seconds",

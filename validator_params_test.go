@@ -30,6 +30,8 @@ func sampleValue(key string, r paramRule) string {
 		return r.values[len(r.values)-1]
 	case r.count:
 		return "7"
+	case r.duration:
+		return "90s"
 	}
 	switch key {
 	case "ssl", "pgbouncer":
@@ -55,7 +57,8 @@ func sampleValue(key string, r paramRule) string {
 // TestParamRules checks the table against what the parser does with every
 // key it lists: a dropped key is gone with a note naming its tool, a
 // renamed key becomes its "to" key, an enumerated or counted value is
-// checked, a kept key reaches Params (or a field of the Target).
+// checked, a kept key reaches Params (or a field of the Target), a pool
+// key reaches Pool.
 func TestParamRules(t *testing.T) {
 	for _, key := range ruleKeys(func(_ string, r paramRule) bool { return r.dialect == Postgres }) {
 		rule := paramRules[key]
@@ -81,6 +84,11 @@ func TestParamRules(t *testing.T) {
 				if key != "database" {
 					assert.Contains(t, strings.Join(tg.Notes, " "), key, "the note names the key")
 				}
+			case pool:
+				assert.False(t, inParams, "a pool key stays out of Params")
+				assert.Equal(t, val, tg.Pool[key], "a pool key is kept in Pool")
+				assert.NotContains(t, tg.DSN(), key, "a server rejects it")
+				assert.Empty(t, tg.Notes)
 			case keep:
 				switch key {
 				case "host", "hostaddr", "port", "dbname", "user", "password":
@@ -91,7 +99,7 @@ func TestParamRules(t *testing.T) {
 					}
 				}
 			}
-			if rule.values != nil || rule.count {
+			if rule.values != nil || rule.count || rule.duration {
 				_, err := Validate("postgres://h/db?" + url.QueryEscape(key) + "=bogus%20value")
 				assert.Error(t, err, "an unchecked value for %s", key)
 			}

@@ -16,6 +16,7 @@ type pgCore struct {
 	hasHost, hasHostaddr, hasPort, hasPassword   bool
 	params                                       map[string]string
 	secret                                       map[string]string // secret-valued parameters
+	pool                                         map[string]string // pgxpool's keys (see Target.Pool)
 }
 
 // set records a parameter, creating the map on first use; a secret-valued
@@ -192,6 +193,9 @@ func (v *validation) buildPostgres(settings []setting, origin string) (Target, e
 	}
 	if len(c.params) > 0 {
 		t.Params = c.params
+	}
+	if len(c.pool) > 0 {
+		t.Pool = c.pool
 	}
 	return t, nil
 }

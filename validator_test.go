@@ -43,7 +43,7 @@ func TestValidateCorpus(t *testing.T) {
 			case Postgres, SQLite:
 				require.NoErrorf(t, err, "input %q (%s)", row.input, row.why)
 				assert.Equal(t, Dialect(row.expect), got.Dialect)
-				again, err := Validate(got.DSN())
+				again, err := Validate(got.dsnWithPool())
 				require.NoErrorf(t, err, "the DSN of %q does not validate again", row.input)
 				assert.Truef(t, sameTarget(got, again), "not idempotent:\n first %#v\nsecond %#v", got, again)
 				assert.Empty(t, again.Notes, "a canonical DSN needs no normalization")
@@ -83,6 +83,9 @@ func TestValidateGolden(t *testing.T) {
 			b.WriteString("error: " + err.Error())
 		} else {
 			b.WriteString("ok: " + got.Redacted())
+			for _, k := range slices.Sorted(maps.Keys(got.Pool)) {
+				b.WriteString("\n\tpool: " + k + "=" + got.Pool[k])
+			}
 			for _, n := range got.Notes {
 				b.WriteString("\n\tnote: " + n)
 			}
@@ -230,7 +233,7 @@ func TestValidateNormalizations(t *testing.T) {
 		{name: "socket file", in: "postgres:///db?host=/cloudsql/p:r:i/.s.PGSQL.6432", hosts: []Host{{"/cloudsql/p:r:i", 6432}}, db: "db", note: "socket file"},
 		{name: "prisma schema", in: "postgres://h/db?schema=app", hosts: []Host{{"h", 5432}}, db: "db", params: map[string]string{"search_path": "app"}, note: "search_path"},
 		{name: "prisma pgbouncer", in: "postgres://h/db?pgbouncer=true&connection_limit=1", hosts: []Host{{"h", 5432}}, db: "db", params: map[string]string{"default_query_exec_mode": "exec"}, note: "connection_limit"},
-		{name: "pgxpool keys", in: "postgres://h/db?pool_max_conns=5", hosts: []Host{{"h", 5432}}, db: "db", note: "pgxpool"},
+		{name: "pgxpool keys", in: "postgres://h/db?pool_max_conns=5", hosts: []Host{{"h", 5432}}, db: "db"},
 		{name: "ssl true", in: "postgres://h/db?ssl=true", hosts: []Host{{"h", 5432}}, db: "db", params: map[string]string{"sslmode": "require"}, note: "ssl=true"},
 		{name: "sslmode case", in: "postgres://h/db?sslmode=Require", hosts: []Host{{"h", 5432}}, db: "db", params: map[string]string{"sslmode": "require"}, note: "lower-cased"},
 		{name: "jdbc", in: "jdbc:postgresql://h/db?user=u&password=pw&currentSchema=s", hosts: []Host{{"h", 5432}}, db: "db", user: "u", password: "pw", params: map[string]string{"search_path": "s"}, note: "jdbc:"},

@@ -7,10 +7,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dbfallback/dbfallback"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 	"gorm.io/driver/postgres"
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
@@ -143,4 +145,25 @@ func TestGORMCounter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGORMCloseReleases: GORM's way to close, sqlDB.Close() on the
+// *sql.DB it was given, releases what DB.Close releases (issue 12: the
+// recovery probe kept running, and an in-memory database's keeper
+// connection stayed open).
+func TestGORMCloseReleases(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	db, err := dbfallback.Open(t.Context(), dbfallback.WithLookupEnv(func(string) (string, bool) { return "", false }),
+		dbfallback.WithURL("postgres://app@127.0.0.1:1/app?sslmode=disable"),
+		dbfallback.WithSQLitePath(t.TempDir()+"/app.db"),
+		dbfallback.WithRecoveryProbe(5*time.Millisecond, func(dbfallback.Target) {}))
+	require.NoError(t, err)
+	require.True(t, db.Fallback())
+	g := gormOpen(t, db)
+	require.NoError(t, g.AutoMigrate(&gormCounter{}))
+	sqlDB, err := g.DB()
+	require.NoError(t, err)
+	require.NoError(t, sqlDB.Close())
+	assert.NoError(t, goleak.Find(before), "nothing of the DB is left running")
+	assert.NoError(t, db.Close(), "DB.Close after GORM's is harmless")
 }

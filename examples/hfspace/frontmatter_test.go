@@ -77,7 +77,7 @@ func TestDockerfile(t *testing.T) {
 	assert.Contains(t, df, "CGO_ENABLED=1")
 	assert.Regexp(t, `(?m)^RUN go build .*github.com/mattn/go-sqlite3`, df, "go-sqlite3 compiles in its own layer")
 	deps := strings.Index(df, "github.com/mattn/go-sqlite3")
-	for _, code := range []string{"COPY dbfallback/*.go", "COPY *.go"} {
+	for _, code := range []string{"COPY dbfallback/*.go", "COPY dbfallback/internal/", "COPY *.go"} {
 		at := strings.Index(df, code)
 		assert.Positivef(t, at, "%s: the library's and the server's Go files are copied", code)
 		assert.Lessf(t, deps, at, "go-sqlite3 builds before %s", code)

@@ -19,11 +19,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 )
 
@@ -91,6 +94,9 @@ func assemble(root, out string) error {
 	if err := copyFiles(root, lib, func(name string) bool {
 		return isSource(name) || name == "LICENSE" || name == "go.mod"
 	}); err != nil {
+		return err
+	}
+	if err := copyInternal(root, lib); err != nil {
 		return err
 	}
 	libMod, err := os.ReadFile(filepath.Join(lib, "go.mod"))
@@ -179,6 +185,48 @@ func goDirective(gomod []byte) string {
 // isSource reports a Go file that is built, not a test or an example.
 func isSource(name string) bool {
 	return strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go")
+}
+
+// copyInternal copies into lib the library's internal packages that its
+// source imports (internal/sqlengine, the SQLite engine seam), and those
+// they import: their Go files, no tests.
+func copyInternal(root, lib string) error {
+	const prefix = libraryModule + "/internal/"
+	queue := []string{lib}
+	seen := map[string]bool{}
+	for len(queue) > 0 {
+		dir := queue[0]
+		queue = queue[1:]
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if !e.Type().IsRegular() || !isSource(e.Name()) {
+				continue
+			}
+			f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(dir, e.Name()), nil, parser.ImportsOnly)
+			if err != nil {
+				return err
+			}
+			for _, imp := range f.Imports {
+				path, err := strconv.Unquote(imp.Path.Value)
+				if err != nil || !strings.HasPrefix(path, prefix) || seen[path] {
+					continue
+				}
+				seen[path] = true
+				rel := filepath.FromSlash(strings.TrimPrefix(path, libraryModule+"/"))
+				if err := os.MkdirAll(filepath.Join(lib, rel), 0o755); err != nil {
+					return err
+				}
+				if err := copyFiles(filepath.Join(root, rel), filepath.Join(lib, rel), isSource); err != nil {
+					return err
+				}
+				queue = append(queue, filepath.Join(lib, rel))
+			}
+		}
+	}
+	return nil
 }
 
 // copyFiles copies the regular files of src that keep accepts into dst.

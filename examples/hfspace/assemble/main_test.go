@@ -32,6 +32,7 @@ func TestAssembledFolder(t *testing.T) {
 	t.Run("has the server, the library and vendor/, and no tests", func(t *testing.T) {
 		for _, f := range []string{"Dockerfile", "README.md", ".dockerignore", "main.go", "go.mod", "go.work",
 			"dbfallback/validator.go", "dbfallback/go.mod", "dbfallback/go.sum", "vendor/modules.txt",
+			"dbfallback/internal/sqlengine/sqlengine.go",
 			"vendor/github.com/mattn/go-sqlite3/sqlite3-binding.c", "vendor/github.com/jackc/pgx/v5/stdlib/sql.go"} {
 			assert.FileExists(t, filepath.Join(out, f))
 		}
@@ -42,6 +43,8 @@ func TestAssembledFolder(t *testing.T) {
 		for _, heavy := range []string{"chromedp", "testify", "dburl"} {
 			assert.NotContains(t, string(mod), heavy, "test-only dependencies stay out of the Space")
 		}
+		assert.NoDirExists(t, filepath.Join(out, "vendor", "modernc.org"), "the pure-Go SQLite engine stays out of a cgo build's vendor/")
+		assert.NoDirExists(t, filepath.Join(out, "dbfallback", "puresqlite"))
 	})
 
 	t.Run("builds offline as the Dockerfile does", func(t *testing.T) {

@@ -1,0 +1,14 @@
+//go:build !cgo || dbfallback_puresqlite
+
+package puresqlite
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the run when a test leaves a goroutine behind.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}

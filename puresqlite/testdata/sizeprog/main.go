@@ -1,0 +1,35 @@
+// Command sizeprog is testdata/nocgo of the library with the pure-Go
+// engine imported: bench/engines.sh compares the sizes of the two programs
+// built with and without cgo.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/dbfallback/dbfallback"
+	_ "github.com/dbfallback/dbfallback/puresqlite"
+)
+
+func main() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fmt.Printf("engine=%q\n", dbfallback.SQLiteEngine())
+	db, err := dbfallback.Open(ctx, dbfallback.WithConnectTimeout(2*time.Second))
+	if err != nil {
+		fmt.Println("error:", err)
+		fmt.Println("no SQLite engine:", errors.Is(err, dbfallback.ErrNoSQLiteEngine))
+		fmt.Println("no database:", errors.Is(err, dbfallback.ErrNoDatabase))
+		os.Exit(1)
+	}
+	defer db.Close()
+	var one int
+	if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		fmt.Println("query:", err)
+		os.Exit(2)
+	}
+	fmt.Printf("dialect=%s fallback=%t select=%d\n", db.Dialect(), db.Fallback(), one)
+}
