@@ -1,0 +1,292 @@
+package dbfallback
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Attacks on the durable-fallback snapshots (issue 15) by an outside
+// reviewer: each restart is a new Open (a new writer id), a new container
+// is a wiped local directory.
+
+// A process whose WithInit hook writes right after a restore (a seed row,
+// a data migration) and is then given SIGTERM must not lose those writes:
+// Close's final snapshot has to include them.
+func TestAttackSnapshotInitWritesAfterRestoreReachCloseSnapshot(t *testing.T) {
+	r := newSnapRig(t)
+	db := r.open()
+	snapSeed(t, db, "before")
+	require.NoError(t, db.Close())
+
+	r.wipeLocal()
+	db = r.open(WithInit(func(ctx context.Context, db *DB) error {
+		_, err := db.ExecContext(ctx, "INSERT INTO notes VALUES ('written by init')")
+		return err
+	}))
+	require.NotEmpty(t, db.Health(context.Background()).Snapshot.Restored, "the first start after a wipe restores")
+	require.NoError(t, db.Close())
+
+	r.wipeLocal()
+	db = r.open()
+	defer db.Close()
+	assert.Equal(t, []string{"before", "written by init"}, snapNotes(t, db),
+		"a row acknowledged by the init hook after a restore, then SIGTERM and Close, was lost")
+}
+
+// Clock going backwards: snapshots in the bucket dated in the future (a
+// writer whose clock was ahead). The process that restored from them
+// must not delete its own newer snapshot as "older", and the next start
+// must restore the newest data, not the future-dated ancestor.
+func TestAttackSnapshotFutureDatedAncestorsDoNotWinOverNewerData(t *testing.T) {
+	r := newSnapRig(t)
+	db := r.open()
+	snapSeed(t, db, "from the writer with a fast clock")
+	require.NoError(t, db.Close())
+	ms := r.manifests()
+	require.Len(t, ms, 1)
+	// That writer's clock ran an hour ahead: three snapshots, all future.
+	for seq := int64(2); seq <= 4; seq++ {
+		r.forge(ms[0], time.Hour+time.Duration(seq)*time.Second, seq)
+	}
+	r.remove(ms[0])
+
+	r.wipeLocal()
+	db = r.open()
+	require.NotEmpty(t, db.Health(context.Background()).Snapshot.Restored)
+	_, err := db.Exec("INSERT INTO notes VALUES ('acknowledged after the restore')")
+	require.NoError(t, err)
+	require.NoError(t, db.Close(), "Close's final snapshot")
+	writer := ""
+	for _, m := range r.manifests() {
+		if len(m.Lineage) > 0 {
+			writer = m.Writer
+		}
+	}
+	assert.NotEmpty(t, writer, "the final snapshot of the restoring process was deleted right after it was published")
+
+	r.wipeLocal()
+	db = r.open()
+	defer db.Close()
+	assert.Equal(t, []string{"acknowledged after the restore", "from the writer with a fast clock"}, snapNotes(t, db),
+		"SIGTERM lost an acknowledged write: restore took a future-dated ancestor over its descendant")
+}
+
+// Snapshots dated an hour ahead (their writer's clock was ahead, then
+// stepped back) and a process that restored from them and snapshots
+// often: it must keep its own newest snapshots, however their times sort
+// against its ancestors', and a restore must take its newest.
+func TestAttackSnapshotRestoredWriterKeepsItsOwnUnderFutureAncestors(t *testing.T) {
+	r := newSnapRig(t)
+	db := r.open()
+	snapSeed(t, db, "old")
+	require.NoError(t, db.Close())
+	ms := r.manifests()
+	require.Len(t, ms, 1)
+	// Renumber the first snapshot as seq 1..3 an hour ahead: the writer's
+	// clock was ahead, then stepped back.
+	var ahead []snapshotManifest
+	for seq := int64(1); seq <= 3; seq++ {
+		ahead = append(ahead, r.forge(ms[0], time.Hour+time.Duration(seq)*time.Second, seq+10))
+	}
+	r.remove(ms[0])
+	// Restart on the same local disk: a new writer, which has to restore
+	// nothing; then a new container restores the "newest".
+	r.wipeLocal()
+	db = r.open(WithSnapshotInterval(time.Millisecond))
+	_, err := db.Exec("INSERT INTO notes VALUES ('new')")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		h := db.Health(context.Background()).Snapshot
+		return h.State == "ok" && h.File != ahead[2].File
+	}, 5*time.Second, 5*time.Millisecond, "a snapshot of the new row")
+	for i := 0; i < 4; i++ { // more snapshots of this writer than it keeps
+		_, err := db.Exec("INSERT INTO notes VALUES (?)", "new"+string(rune('a'+i)))
+		require.NoError(t, err)
+		before := db.Health(context.Background()).Snapshot.File
+		require.Eventually(t, func() bool {
+			h := db.Health(context.Background()).Snapshot
+			return h.State == "ok" && h.File != before
+		}, 5*time.Second, 5*time.Millisecond)
+	}
+	require.NoError(t, db.Close())
+	var own []snapshotManifest
+	for _, m := range r.manifests() {
+		if m.Writer != ahead[0].Writer {
+			own = append(own, m)
+		}
+	}
+	assert.Len(t, own, snapshotKeep, "the restoring writer keeps its newest %d snapshots", snapshotKeep)
+
+	r.wipeLocal()
+	db = r.open()
+	defer db.Close()
+	assert.Len(t, snapNotes(t, db), 6, "a restore took the future-dated ancestor: every row written after it was lost")
+}
+
+// Close from two goroutines, and every use after Close: one final
+// snapshot, one error value, no panic, nothing left running.
+func TestAttackSnapshotCloseConcurrentAndUseAfterClose(t *testing.T) {
+	r := newSnapRig(t)
+	db := r.open()
+	snapSeed(t, db, "a")
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = db.Close() }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		assert.NoError(t, err)
+	}
+	assert.Len(t, r.manifests(), 1, "one final snapshot")
+	_, err := db.Exec("INSERT INTO notes VALUES ('after close')")
+	assert.Error(t, err)
+	h := db.Health(context.Background())
+	assert.Equal(t, "down", h.Status)
+	assert.Equal(t, "ok", h.Snapshot.State)
+	assert.NoError(t, db.Close())
+	assert.Len(t, r.manifests(), 1, "a second Close writes nothing")
+}
+
+// The snapshot directory is deleted while the service runs (the bucket
+// unmounted): Health says failing, Ephemeral turns true, Close says which
+// writes are only local, and nothing is created in its place.
+func TestAttackSnapshotDirDeletedWhileRunning(t *testing.T) {
+	r := newSnapRig(t)
+	db := r.open(WithSnapshotInterval(time.Millisecond), WithPersistent(false))
+	snapSeed(t, db, "a")
+	require.Eventually(t, func() bool { return db.Health(context.Background()).Snapshot.State == "ok" }, 5*time.Second, 5*time.Millisecond)
+	assert.False(t, db.Ephemeral())
+	require.NoError(t, os.RemoveAll(r.bucket))
+	snapSeed(t, db, "b")
+	require.Eventually(t, func() bool { return db.Health(context.Background()).Snapshot.State == "failing" }, 5*time.Second, 5*time.Millisecond)
+	assert.True(t, db.Ephemeral(), "no snapshot holds the newest write")
+	err := db.Close()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "only in the local file")
+	_, statErr := os.Stat(r.bucket)
+	assert.ErrorIs(t, statErr, os.ErrNotExist, "the directory was recreated on the local disk")
+}
+
+// Hostile contents of the snapshot directory at restore: each is skipped
+// with its reason, the verified snapshot is restored, and nothing there
+// is touched.
+func TestAttackSnapshotHostileDirectoryContents(t *testing.T) {
+	tests := []struct {
+		name string
+		// plant adds hostile files next to the good snapshot good and
+		// returns the text the reason must hold.
+		plant func(t *testing.T, r *snapRig, good snapshotManifest) string
+	}{
+		{"manifest with path traversal in the writer", func(t *testing.T, r *snapRig, good snapshotManifest) string {
+			m := good
+			m.Writer, m.Seq, m.Taken = "../../local", 99, good.Taken.Add(time.Minute)
+			m.File = m.prefix() + snapshotSuffix
+			data := `{"format":1,"database":"notes.db","writer":"../../local","seq":99,"taken":"` + m.Taken.Format(time.RFC3339Nano) + `","file":"` + m.File + `","size":` + itoa(good.Size) + `,"sha256":"` + good.SHA256 + `"}`
+			// The name cannot hold a slash: the manifest is named as the
+			// writer would be without it, and so disagrees with its name.
+			name := strings.ReplaceAll(m.prefix(), "/", "_") + manifestSuffix
+			require.NoError(t, os.WriteFile(filepath.Join(r.bucket, name), []byte(data), 0o600))
+			return name
+		}},
+		{"newer manifest whose snapshot is a FIFO", func(t *testing.T, r *snapRig, good snapshotManifest) string {
+			m := good
+			m.Seq, m.Taken = 50, good.Taken.Add(time.Minute)
+			m.File = m.prefix() + snapshotSuffix
+			require.NoError(t, syscall.Mkfifo(filepath.Join(r.bucket, m.File), 0o600))
+			writeManifest(t, r, m)
+			return "named pipe"
+		}},
+		{"manifest that is a FIFO", func(t *testing.T, r *snapRig, good snapshotManifest) string {
+			name := "notes.db.20990101T000000Z.ffff.000001" + manifestSuffix
+			require.NoError(t, syscall.Mkfifo(filepath.Join(r.bucket, name), 0o600))
+			return name
+		}},
+		{"newer manifest whose snapshot links to the live database", func(t *testing.T, r *snapRig, good snapshotManifest) string {
+			m := good
+			m.Seq, m.Taken = 51, good.Taken.Add(time.Minute)
+			m.File = m.prefix() + snapshotSuffix
+			require.NoError(t, os.Symlink(r.local, filepath.Join(r.bucket, m.File)))
+			writeManifest(t, r, m)
+			return m.File
+		}},
+		{"newer manifest whose snapshot links to /dev/zero", func(t *testing.T, r *snapRig, good snapshotManifest) string {
+			m := good
+			m.Seq, m.Taken = 52, good.Taken.Add(time.Minute)
+			m.File = m.prefix() + snapshotSuffix
+			require.NoError(t, os.Symlink("/dev/zero", filepath.Join(r.bucket, m.File)))
+			writeManifest(t, r, m)
+			return "device"
+		}},
+		{"huge manifest", func(t *testing.T, r *snapRig, good snapshotManifest) string {
+			name := "notes.db.20990101T000000Z.eeee.000001" + manifestSuffix
+			f, err := os.Create(filepath.Join(r.bucket, name))
+			require.NoError(t, err)
+			require.NoError(t, f.Truncate(64<<20)) // sparse: 64 MiB of zeros
+			require.NoError(t, f.Close())
+			return "larger than"
+		}},
+		{"newer truncated snapshot", func(t *testing.T, r *snapRig, good snapshotManifest) string {
+			m := r.forge(good, time.Minute, 53)
+			require.NoError(t, os.Truncate(filepath.Join(r.bucket, m.File), good.Size/2))
+			return "truncated"
+		}},
+		{"newer snapshot with one byte changed", func(t *testing.T, r *snapRig, good snapshotManifest) string {
+			m := r.forge(good, time.Minute, 54)
+			f, err := os.OpenFile(filepath.Join(r.bucket, m.File), os.O_RDWR, 0)
+			require.NoError(t, err)
+			_, err = f.WriteAt([]byte{0x5a}, good.Size-1)
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+			return "SHA-256 differs"
+		}},
+		{"junk files and directories", func(t *testing.T, r *snapRig, good snapshotManifest) string {
+			for _, n := range []string{"notes.db.junk" + manifestSuffix, "notes.db." + snapshotSuffix, "README", ".DS_Store"} {
+				require.NoError(t, os.WriteFile(filepath.Join(r.bucket, n), []byte("junk"), 0o600))
+			}
+			require.NoError(t, os.Mkdir(filepath.Join(r.bucket, "notes.db.dir"+manifestSuffix), 0o700))
+			return "notes.db.junk" + manifestSuffix
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newSnapRig(t)
+			db := r.open()
+			snapSeed(t, db, "good")
+			require.NoError(t, db.Close())
+			ms := r.manifests()
+			require.Len(t, ms, 1)
+			r.wipeLocal()
+			want := tt.plant(t, r, ms[0])
+			before := treeDigest(t, r.bucket)
+
+			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+			defer cancel()
+			db, err := Open(ctx, r.opts()...)
+			require.NoError(t, err)
+			defer db.Close()
+			assert.Equal(t, []string{"good"}, snapNotes(t, db))
+			h := db.Health(ctx).Snapshot
+			assert.Contains(t, h.Restored, ms[0].File)
+			assert.Contains(t, db.Reason(), want)
+			assert.Equal(t, before, treeDigest(t, r.bucket), "the restore changed the snapshot directory")
+		})
+	}
+}
+
+func writeManifest(t *testing.T, r *snapRig, m snapshotManifest) {
+	t.Helper()
+	r.t = t
+	data := mustJSON(t, m)
+	require.NoError(t, os.WriteFile(filepath.Join(r.bucket, m.prefix()+manifestSuffix), data, 0o600))
+}
