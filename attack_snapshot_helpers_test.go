@@ -27,6 +27,9 @@ type snapRig struct {
 	local  string // the local database file
 	bucket string // the snapshot directory
 	logs   *syncBuffer
+	// auto: the local file is an automatic location (./data/notes.db,
+	// which nobody vouched for), not WithSQLitePath.
+	auto bool
 }
 
 func newSnapRig(t *testing.T) *snapRig {
@@ -34,6 +37,17 @@ func newSnapRig(t *testing.T) *snapRig {
 	base := t.TempDir()
 	r := &snapRig{t: t, local: filepath.Join(base, "local", "notes.db"), bucket: filepath.Join(base, "bucket"), logs: &syncBuffer{}}
 	require.NoError(t, os.MkdirAll(r.bucket, 0o700))
+	return r
+}
+
+// newAutoSnapRig is a rig whose database is in the automatic location
+// ./data/notes.db of a new working directory: not persistent, so
+// Ephemeral depends on the snapshots alone.
+func newAutoSnapRig(t *testing.T) *snapRig {
+	r := newSnapRig(t)
+	base := filepath.Dir(r.bucket)
+	t.Chdir(base)
+	r.local, r.auto = filepath.Join(base, "data", "notes.db"), true
 	return r
 }
 
@@ -55,9 +69,14 @@ func (r *snapRig) opts(more ...Option) []Option {
 			return "", false
 		}),
 		withDataDir(filepath.Join(filepath.Dir(r.bucket), "no-data-mount")),
-		WithSQLitePath(r.local), WithStrategy(SQLiteOnly),
+		WithStrategy(SQLiteOnly),
 		WithSnapshotDir(r.bucket), WithSnapshotInterval(time.Hour), durableSnapshots,
 		WithLogger(slog.New(slog.NewTextHandler(r.logs, nil))),
+	}
+	if r.auto {
+		base = append(base, WithSQLiteName(filepath.Base(r.local)))
+	} else {
+		base = append(base, WithSQLitePath(r.local))
 	}
 	return append(base, more...)
 }

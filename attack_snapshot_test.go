@@ -162,8 +162,11 @@ func TestAttackSnapshotCloseConcurrentAndUseAfterClose(t *testing.T) {
 // unmounted): Health says failing, Ephemeral turns true, Close says which
 // writes are only local, and nothing is created in its place.
 func TestAttackSnapshotDirDeletedWhileRunning(t *testing.T) {
-	r := newSnapRig(t)
-	db := r.open(WithSnapshotInterval(time.Millisecond), WithPersistent(false))
+	r := newAutoSnapRig(t)
+	db := r.open(WithSnapshotInterval(time.Millisecond))
+	abs, err := filepath.Abs(db.Target().Path)
+	require.NoError(t, err)
+	require.Equal(t, r.local, abs)
 	snapSeed(t, db, "a")
 	require.Eventually(t, func() bool { return db.Health(context.Background()).Snapshot.State == "ok" }, 5*time.Second, 5*time.Millisecond)
 	assert.False(t, db.Ephemeral())
@@ -171,7 +174,7 @@ func TestAttackSnapshotDirDeletedWhileRunning(t *testing.T) {
 	snapSeed(t, db, "b")
 	require.Eventually(t, func() bool { return db.Health(context.Background()).Snapshot.State == "failing" }, 5*time.Second, 5*time.Millisecond)
 	assert.True(t, db.Ephemeral(), "no snapshot holds the newest write")
-	err := db.Close()
+	err = db.Close()
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "only in the local file")
 	_, statErr := os.Stat(r.bucket)
