@@ -37,6 +37,7 @@ func newSnapRig(t *testing.T) *snapRig {
 	base := t.TempDir()
 	r := &snapRig{t: t, local: filepath.Join(base, "local", "notes.db"), bucket: filepath.Join(base, "bucket"), logs: &syncBuffer{}}
 	require.NoError(t, os.MkdirAll(r.bucket, 0o700))
+	t.Chdir(base) // ./data/app.db, a later location, lands in the test's directory
 	return r
 }
 
@@ -46,7 +47,6 @@ func newSnapRig(t *testing.T) *snapRig {
 func newAutoSnapRig(t *testing.T) *snapRig {
 	r := newSnapRig(t)
 	base := filepath.Dir(r.bucket)
-	t.Chdir(base)
 	r.local, r.auto = filepath.Join(base, "data", "notes.db"), true
 	return r
 }

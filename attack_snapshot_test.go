@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -292,4 +293,212 @@ func writeManifest(t *testing.T, r *snapRig, m snapshotManifest) {
 	r.t = t
 	data := mustJSON(t, m)
 	require.NoError(t, os.WriteFile(filepath.Join(r.bucket, m.prefix()+manifestSuffix), data, 0o600))
+}
+
+// DBFALLBACK_SNAPSHOT_INTERVAL values an operator may type: a bad one is
+// reported and the default used; 1ms works and writers never see BUSY.
+func TestAttackSnapshotIntervalEnv(t *testing.T) {
+	tests := []struct {
+		value string
+		want  time.Duration
+		note  bool
+	}{
+		{"0", defaultSnapshotInterval, true},
+		{"-5s", defaultSnapshotInterval, true},
+		{"10", defaultSnapshotInterval, true}, // no unit
+		{"1ms", time.Millisecond, false},
+		{" 30s ", 30 * time.Second, false},
+		{"postgres://u:hunter2secret@h/db", defaultSnapshotInterval, true},
+	}
+	for i, tt := range tests {
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			r := newSnapRig(t)
+			o := r.opts(WithSnapshotInterval(0))
+			o = append(o, WithLookupEnv(func(k string) (string, bool) {
+				if k == snapshotIntervalEnv {
+					return tt.value, true
+				}
+				return "", false
+			}))
+			db, err := Open(context.Background(), o...)
+			require.NoError(t, err)
+			defer db.Close()
+			h := db.Health(context.Background())
+			assert.Equal(t, tt.want.Seconds(), h.Snapshot.IntervalSeconds)
+			assert.Equal(t, tt.note, strings.Contains(db.Reason(), snapshotIntervalEnv), db.Reason())
+			assert.NotContains(t, db.Reason()+r.logs.String(), "hunter2secret")
+		})
+	}
+}
+
+// With a 1 ms interval the snapshotter copies out almost all the time:
+// writers (plain and inside a long transaction) never fail, and every
+// committed row is in Close's final snapshot.
+func TestAttackSnapshotBusyIntervalWritersKeepGoing(t *testing.T) {
+	r := newSnapRig(t)
+	db := r.open(WithSnapshotInterval(time.Millisecond))
+	snapSeed(t, db)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// A long transaction spans several snapshots.
+	tx, err := db.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	_, err = tx.Exec("INSERT INTO notes VALUES ('tx-1')")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	var firstErr firstError
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 40; i++ {
+				if _, err := db.ExecContext(ctx, "INSERT INTO notes VALUES (?)", "w"); err != nil {
+					firstErr.set(err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // snapshots run; the writers queue behind the transaction
+	_, err = tx.Exec("INSERT INTO notes VALUES ('tx-2')")
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit())
+	wg.Wait()
+	require.NoError(t, firstErr.get(), "a writer failed while snapshots ran")
+	require.NoError(t, db.Close())
+
+	r.wipeLocal()
+	db = r.open()
+	defer db.Close()
+	assert.Len(t, snapNotes(t, db), 122, "every committed row is in the final snapshot")
+}
+
+// SQLITE_PATH=:memory: with a snapshot directory: it is not a file to
+// snapshot, so Open says so and uses the next location, whose snapshots
+// are taken; the in-memory last resort is never snapshotted.
+func TestAttackSnapshotMemorySQLitePath(t *testing.T) {
+	r := newAutoSnapRig(t)
+	o := append(r.opts(), WithLookupEnv(func(k string) (string, bool) {
+		if k == "SQLITE_PATH" {
+			return ":memory:", true
+		}
+		return "", false
+	}))
+	db, err := Open(context.Background(), o...)
+	require.NoError(t, err)
+	snapSeed(t, db, "a")
+	t.Log(db.Reason())
+	assert.False(t, db.Target().Memory)
+	require.NoError(t, db.Close())
+	assert.Len(t, r.manifests(), 1)
+}
+
+// The snapshot directory given as a relative path, and the directory
+// equal to the database's own directory: both work, the second is
+// reported as not durable (Ephemeral stays true), and restore from it
+// works after the database file alone is lost.
+func TestAttackSnapshotDirPlacement(t *testing.T) {
+	t.Run("relative", func(t *testing.T) {
+		r := newSnapRig(t)
+		t.Chdir(filepath.Dir(r.bucket))
+		db := r.open(WithSnapshotDir("./" + filepath.Base(r.bucket)))
+		snapSeed(t, db, "a")
+		assert.Equal(t, r.bucket, db.Health(context.Background()).Snapshot.Dir)
+		require.NoError(t, db.Close())
+		assert.Len(t, r.manifests(), 1)
+	})
+	t.Run("same as the data directory", func(t *testing.T) {
+		r := newAutoSnapRig(t)
+		r.bucket = filepath.Dir(r.local)
+		require.NoError(t, os.MkdirAll(r.bucket, 0o700))
+		o := append(r.opts(), withSnapshotFS(nil)) // the real device check
+		db, err := Open(context.Background(), o...)
+		require.NoError(t, err)
+		snapSeed(t, db, "a")
+		h := db.Health(context.Background())
+		assert.Equal(t, "not durable", h.Snapshot.State)
+		assert.True(t, db.Ephemeral())
+		require.NoError(t, db.Close())
+		require.Len(t, r.manifests(), 1)
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			os.Remove(r.local + suffix)
+		}
+		db, err = Open(context.Background(), o...)
+		require.NoError(t, err)
+		defer db.Close()
+		assert.Equal(t, []string{"a"}, snapNotes(t, db))
+	})
+}
+
+// Two processes start at once on one empty local directory with one
+// snapshot in the bucket: exactly one restores, both see the data, and
+// neither moves the other's file aside.
+func TestAttackSnapshotTwoStartsAtOnce(t *testing.T) {
+	r := newSnapRig(t)
+	db := r.open()
+	snapSeed(t, db, "a")
+	require.NoError(t, db.Close())
+	r.wipeLocal()
+
+	dbs := make([]*DB, 2)
+	var wg sync.WaitGroup
+	for i := range dbs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := Open(context.Background(), r.opts()...)
+			if assert.NoError(t, err) {
+				dbs[i] = d
+			}
+		}()
+	}
+	wg.Wait()
+	restored := 0
+	for _, d := range dbs {
+		require.NotNil(t, d)
+		defer d.Close()
+		assert.Equal(t, []string{"a"}, snapNotes(t, d))
+		if d.Health(context.Background()).Snapshot.Restored != "" {
+			restored++
+		}
+		assert.NotContains(t, d.Reason(), "moved it aside")
+	}
+	assert.Equal(t, 1, restored)
+}
+
+// A restore slower than Open's deadline: Open returns a usable database
+// before the deadline, says the restore was cut short, writes no
+// snapshot, and the next start (with time) restores.
+func TestAttackSnapshotRestoreDeadline(t *testing.T) {
+	r := newSnapRig(t)
+	db := r.open()
+	snapSeed(t, db, "a")
+	_, err := db.Exec("CREATE TABLE pad (b BLOB)")
+	require.NoError(t, err)
+	for i := 0; i < 8; i++ { // ~8 MiB: 8 chunks
+		_, err := db.Exec("INSERT INTO pad VALUES (randomblob(1048576))")
+		require.NoError(t, err)
+	}
+	require.NoError(t, db.Close())
+	r.wipeLocal()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	db, err = Open(ctx, r.opts(withSlowRestore(400*time.Millisecond))...)
+	took := time.Since(start)
+	require.NoError(t, err)
+	assert.Less(t, took, 1500*time.Millisecond)
+	snapSeed(t, db, "written without the snapshot")
+	assert.Contains(t, db.Reason(), "cut short")
+	assert.Equal(t, "off", db.Health(context.Background()).Snapshot.State)
+	require.NoError(t, db.Close())
+	assert.Len(t, r.manifests(), 1, "a database opened without its data published a snapshot")
+
+	// The next start has time: the snapshot is still there.
+	require.NotEqual(t, r.local, db.Target().Path, "the location whose restore was cut short was passed over")
+	r.wipeLocal()
+	db = r.open()
+	defer db.Close()
+	assert.Equal(t, []string{"a"}, snapNotes(t, db))
 }
