@@ -2,6 +2,8 @@ package dbfallback
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -501,4 +503,65 @@ func TestAttackSnapshotRestoreDeadline(t *testing.T) {
 	db = r.open()
 	defer db.Close()
 	assert.Equal(t, []string{"a"}, snapNotes(t, db))
+}
+
+// A DATABASE_URL with a password that does not answer (so the service
+// runs on the fallback with snapshots): no password fragment reaches the
+// bucket's files, Health, Reason, the log or Close's error.
+func TestAttackSnapshotNoSecretWhileOnFallback(t *testing.T) {
+	const secret = "Sup3rS3cretPw-9x7q"
+	r := newSnapRig(t)
+	o := append(r.opts(WithSnapshotInterval(time.Millisecond)), WithStrategy(PreferPrimary), WithLookupEnv(func(k string) (string, bool) {
+		if k == "DATABASE_URL" {
+			return "postgres://app:" + secret + "@127.0.0.1:1/app?connect_timeout=1", true
+		}
+		return "", false
+	}))
+	db, err := Open(context.Background(), o...)
+	require.NoError(t, err)
+	require.True(t, db.Fallback())
+	snapSeed(t, db, "a")
+	require.Eventually(t, func() bool { return db.Health(context.Background()).Snapshot.State == "ok" }, 5*time.Second, 5*time.Millisecond)
+	h, err := json.Marshal(db.Health(context.Background()))
+	require.NoError(t, err)
+	closeErr := fmt.Sprint(db.Close())
+	var files strings.Builder
+	entries, err := os.ReadDir(r.bucket)
+	require.NoError(t, err)
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(r.bucket, e.Name()))
+		require.NoError(t, err)
+		files.Write(data)
+	}
+	local, _ := os.ReadFile(r.local + strandedSuffix)
+	for what, text := range map[string]string{
+		"bucket": files.String(), "health": string(h), "reason": db.Reason(), "log": r.logs.String(),
+		"close": closeErr, "stranded record": string(local),
+	} {
+		assertNoFragment(t, text, secret, what)
+	}
+}
+
+// A snapshot directory whose path reads like it holds a password (a URL
+// pasted by mistake): snapshots are off, Open succeeds, and the password
+// is not repeated anywhere.
+func TestAttackSnapshotDirWithPasswordLookingPath(t *testing.T) {
+	const secret = "Sup3rS3cretPw-4k2m"
+	r := newSnapRig(t)
+	dir := filepath.Join(filepath.Dir(r.bucket), "s3:", "app:"+secret+"@bucket")
+	require.NoError(t, os.MkdirAll(dir, 0o700))
+	db, err := Open(context.Background(), r.opts(WithSnapshotDir(dir))...)
+	require.NoError(t, err)
+	snapSeed(t, db, "a")
+	h := db.Health(context.Background())
+	assert.Equal(t, "off", h.Snapshot.State)
+	hj, err := json.Marshal(h)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	for what, text := range map[string]string{"health": string(hj), "reason": db.Reason(), "log": r.logs.String()} {
+		assertNoFragment(t, text, secret, what)
+	}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, entries)
 }
