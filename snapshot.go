@@ -193,10 +193,11 @@ func (s *snapshotter) start(db *DB) {
 	conn.SetConnMaxLifetime(0)
 	s.conn = conn
 	if s.restored != nil {
-		// The file is the snapshot: nothing to write until a change.
-		if v, err := dataVersion(context.Background(), conn); err == nil {
-			s.version, s.last = v, s.restored
-		}
+		// The file was the snapshot when restored, but the WithInit hooks
+		// have run on it since (a seed row, a data migration), before this
+		// connection could see a change: s.version stays -1, so the first
+		// snapshot (or Close's) is taken even when no later write comes.
+		s.last = s.restored
 	}
 	removeStaleTemps(filepath.Dir(s.path), filepath.Base(s.path))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -367,9 +368,18 @@ func (s *snapshotter) prune(ctx context.Context, m *snapshotManifest) {
 		return
 	}
 	ours := m.lineage()
+	// Clocks are not trusted within a lineage (a clock stepped back, an
+	// ancestor whose clock ran ahead): this writer's own snapshots come
+	// first, by sequence, then its ancestors' (sortSnapshots). m itself is
+	// never deleted.
+	sortSnapshots(entries)
 	kept := 0
 	var fresh []string
 	for _, e := range entries {
+		if e.name == m.prefix()+manifestSuffix {
+			kept++
+			continue
+		}
 		if !ours[e.m.Writer] || e.problem != "" {
 			if e.problem == "" && e.m.Taken.After(s.started) {
 				s.mu.Lock()

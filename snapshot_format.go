@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -133,14 +134,39 @@ func listSnapshots(ctx context.Context, dir, db string) ([]snapshotEntry, error)
 		}
 		out = append(out, e)
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i].m, out[j].m
-		if !a.Taken.Equal(b.Taken) {
-			return a.Taken.After(b.Taken)
-		}
-		return a.Seq > b.Seq
-	})
+	sortSnapshots(out)
 	return out, nil
+}
+
+// sortSnapshots orders entries newest first: manifests that verify so far
+// before the others, then by newerSnapshot.
+func sortSnapshots(entries []snapshotEntry) {
+	sort.SliceStable(entries, func(i, j int) bool {
+		a, b := &entries[i], &entries[j]
+		if (a.problem == "") != (b.problem == "") {
+			return a.problem == ""
+		}
+		return newerSnapshot(&a.m, &b.m)
+	})
+}
+
+// newerSnapshot reports whether a holds newer data than b. Clocks decide
+// only between unrelated writers: one writer's snapshots are ordered by
+// sequence (its clock may step back), and a writer that restored from
+// another's snapshot (b's writer is in a's lineage) continues its data,
+// whatever the times say (that writer's clock may have run ahead).
+func newerSnapshot(a, b *snapshotManifest) bool {
+	switch {
+	case a.Writer == b.Writer:
+		return a.Seq > b.Seq
+	case slices.Contains(a.Lineage, b.Writer):
+		return true
+	case slices.Contains(b.Lineage, a.Writer):
+		return false
+	case !a.Taken.Equal(b.Taken):
+		return a.Taken.After(b.Taken)
+	}
+	return a.Seq > b.Seq
 }
 
 // disagrees says how a manifest read from the file name contradicts it, or
