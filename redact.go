@@ -189,7 +189,7 @@ func userColon(s string) (int, int) {
 // "localhost:5432/app", a SQLite path ("app:v2.db") and a scheme
 // ("file:x") are left alone. It returns -1 when nothing is.
 func bareCredentials(raw string) int {
-	if strings.ContainsAny(raw, "=@ \t{") || !strings.ContainsRune(raw, ':') && !strings.Contains(raw, "\uff1a") {
+	if strings.ContainsAny(raw, "=@ \t{") || !strings.ContainsRune(raw, ':') && !strings.Contains(raw, "\uff1a") || raw == ":memory:" {
 		return -1
 	}
 	if c, _ := userColon(raw); strings.ContainsAny(raw[:c], "/\\") {

@@ -356,6 +356,9 @@ func resolvePaths(ctx context.Context, o *options) []SQLitePath {
 // (user:password@…, password=…) is refused rather than created.
 func explicitSQLitePath(value, name string) (string, error) {
 	value = strings.TrimSpace(value)
+	if value == ":memory:" {
+		return value, fmt.Errorf("dbfallback: SQLite path %s does not name a SQLite file (the in-memory database is already the last fallback)", value)
+	}
 	if _, _, hasScheme := splitScheme(value); hasScheme && len(value) > 2 && value[1] != ':' {
 		t, err := Validate(value)
 		if err != nil {

@@ -257,6 +257,12 @@ func TestResolveSQLitePaths(t *testing.T) {
 		r, err = Resolve(context.Background(), env("SQLITE_PATH", t.TempDir()+"/"), withDataDir(""))
 		require.NoError(t, err)
 		assert.NoError(t, r.Paths[0].Err, "a directory given as SQLITE_PATH holds app.db")
+		for _, memory := range []string{":memory:", "sqlite://:memory:"} {
+			r, err = Resolve(context.Background(), env("SQLITE_PATH", memory), withDataDir(""))
+			require.NoError(t, err)
+			assert.ErrorContains(t, r.Paths[0].Err, "does not name a SQLite file", memory)
+			assert.NotContains(t, r.Paths[0].Err.Error(), "secret", "%s is not mistaken for user:password", memory)
+		}
 	})
 	t.Run("every location unusable leaves memory", func(t *testing.T) {
 		isolatedDirs(t)
