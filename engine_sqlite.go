@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dbfallback/dbfallback/internal/sqlengine"
 )
 
 // SQLite tuning for a web server. WAL lets readers run while one writer
@@ -97,14 +99,21 @@ func openSQLite(ctx context.Context, o *options, t Target) (*engine, error) {
 	}
 	opened, _ := os.Stat(t.Path) // the file the pool opens, should it be damaged
 	dsn := sqliteDSN(t, sqliteFileParams)
-	gate := newWriteGate(sqliteBusyTimeout)
-	seen := &integrity{path: t.Path}
-	e, err := openGated(ctx, o, &gatedConnector{engine: eng, dsn: dsn, gate: gate, seen: seen}, &releaser{})
-	if err != nil {
-		return nil, &openedFileError{info: opened, err: err}
+	for try := 1; ; try++ {
+		gate := newWriteGate(sqliteBusyTimeout)
+		seen := &integrity{path: t.Path}
+		e, err := openGated(ctx, o, &gatedConnector{engine: eng, dsn: dsn, gate: gate, seen: seen}, &releaser{})
+		if err == nil {
+			e.note, e.integrity = note, seen
+			return e, nil
+		}
+		// Another process creating the same file (or switching it to
+		// WAL) can make SQLite answer busy at once, without waiting in
+		// its busy handler: try again, a few times, within ctx.
+		if sqlitePrimary(err) != sqlengine.Busy || try == 5 || !sleepCtx(ctx, time.Duration(try)*20*time.Millisecond) {
+			return nil, &openedFileError{info: opened, err: err}
+		}
 	}
-	e.note, e.integrity = note, seen
-	return e, nil
 }
 
 // openSQLiteMemory opens a private in-memory database on SQLite's memdb

@@ -83,6 +83,18 @@ func inspectSQLiteFile(ctx context.Context, path string) (fileState, error) {
 }
 
 func inspectFile(path string) (fileState, error) {
+	for try := 1; ; try++ {
+		s, err := inspectFileOnce(path)
+		// Gone between the look and the open: another process moved a
+		// damaged file aside (its new database follows). Look again.
+		if try < 3 && errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		return s, err
+	}
+}
+
+func inspectFileOnce(path string) (fileState, error) {
 	st, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		// A symbolic link to nothing points somewhere on purpose (a volume
