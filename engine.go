@@ -17,8 +17,9 @@ import (
 // field keeps the per-dialect default. On PostgreSQL the URL's pgxpool
 // keys win over it: pool_max_conns sets MaxOpenConns,
 // pool_max_conn_lifetime ConnMaxLifetime and pool_max_conn_idle_time
-// ConnMaxIdleTime (see [Target.Pool]); the other pool_* keys have no
-// database/sql equivalent and only reach a pgxpool.
+// ConnMaxIdleTime (see [Target.Pool]), and [DB.Reason] says when one
+// replaces a different value given to [WithPool]; the other pool_* keys
+// have no database/sql equivalent and only reach a pgxpool.
 type PoolConfig struct {
 	// MaxOpenConns caps open connections. Defaults: PostgreSQL 10; SQLite
 	// 8 (readers run in parallel, writers queue on one in-process lock).

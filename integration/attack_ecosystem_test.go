@@ -50,7 +50,10 @@ func TestAttackWithOpenDBMisuse(t *testing.T) {
 	for _, dialect := range dialects {
 		for _, tt := range tests {
 			t.Run(dialect+"/"+tt.name, func(t *testing.T) {
-				opts := append(openOptions(t, dialect), dbfallback.WithOpenDB(tt.open))
+				// The SQLite candidates of PreferPrimary and SQLiteOnly stay
+				// under the test's directory.
+				opts := append(openOptions(t, dialect), dbfallback.WithOpenDB(tt.open),
+					dbfallback.WithSQLitePath(filepath.Join(t.TempDir(), "app.db")))
 				for _, strategy := range []dbfallback.Strategy{dbfallback.PreferPrimary, dbfallback.PrimaryOnly, dbfallback.SQLiteOnly} {
 					if dialect == "sqlite" && strategy == dbfallback.PrimaryOnly {
 						continue
@@ -167,6 +170,7 @@ func TestAttackPgxAfterConnectFails(t *testing.T) {
 			var logs bytes.Buffer
 			logger := slog.New(slog.NewTextHandler(&logs, nil))
 			opts := append(openOptions(t, "postgres"), dbfallback.WithStrategy(strategy), dbfallback.WithLogger(logger),
+				dbfallback.WithSQLitePath(filepath.Join(t.TempDir(), "app.db")),
 				dbfallback.WithPgxAfterConnect(func(ctx context.Context, conn *pgx.Conn) error {
 					return errLeaky{pw: conn.Config().Password}
 				}))
