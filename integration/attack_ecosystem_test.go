@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dbfallback/dbfallback"
+	"github.com/golang-migrate/migrate/v4"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -301,4 +302,28 @@ func TestAttackWithOpenDBCachedPool(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "WithOpenDB")
 	assert.NotContains(t, err.Error(), "Sekr1t-cached")
+}
+
+// TestAttackCloseThroughMigrateThenDB: golang-migrate's Close closes the
+// embedded pool; DB.Close afterwards still returns nil, twice, and Health
+// and Tx report a closed database rather than hang or panic.
+func TestAttackCloseThroughMigrateThenDB(t *testing.T) {
+	for _, dialect := range dialects {
+		t.Run(dialect, func(t *testing.T) {
+			db := open(t, dialect)
+			m := newMigrate(t, db)
+			if err := m.Up(); !errors.Is(err, migrate.ErrNoChange) { // the shared server may hold it already
+				require.NoError(t, err)
+			}
+			srcErr, dbErr := m.Close()
+			require.NoError(t, srcErr)
+			require.NoError(t, dbErr)
+			assert.NoError(t, db.Close())
+			assert.NoError(t, db.Close())
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			assert.Equal(t, "down", db.Health(ctx).Status)
+			assert.Error(t, db.Tx(ctx, func(*sql.Tx) error { return nil }))
+		})
+	}
 }
