@@ -3,9 +3,11 @@ package dbfallback
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,8 +17,9 @@ import (
 // field keeps the per-dialect default. On PostgreSQL the URL's pgxpool
 // keys win over it: pool_max_conns sets MaxOpenConns,
 // pool_max_conn_lifetime ConnMaxLifetime and pool_max_conn_idle_time
-// ConnMaxIdleTime (see [Target.Pool]); the other pool_* keys have no
-// database/sql equivalent and only reach a pgxpool.
+// ConnMaxIdleTime (see [Target.Pool]), and [DB.Reason] says when one
+// replaces a different value given to [WithPool]; the other pool_* keys
+// have no database/sql equivalent and only reach a pgxpool.
 type PoolConfig struct {
 	// MaxOpenConns caps open connections. Defaults: PostgreSQL 10; SQLite
 	// 8 (readers run in parallel, writers queue on one in-process lock).
@@ -48,6 +51,26 @@ func (p PoolConfig) withDefaults(d PoolConfig) PoolConfig {
 		p.ConnMaxIdleTime = d.ConnMaxIdleTime
 	}
 	return p
+}
+
+// overrides says which fields of opt (WithPool's) the URL's pool
+// settings p replace with another value, for the operator; "" when none.
+func (p PoolConfig) overrides(opt PoolConfig) string {
+	var out []string
+	for _, f := range []struct {
+		key, field string
+		url, opt   any
+		set        bool
+	}{
+		{"pool_max_conns", "MaxOpenConns", p.MaxOpenConns, opt.MaxOpenConns, p.MaxOpenConns != 0 && opt.MaxOpenConns != 0},
+		{"pool_max_conn_lifetime", "ConnMaxLifetime", p.ConnMaxLifetime, opt.ConnMaxLifetime, p.ConnMaxLifetime != 0 && opt.ConnMaxLifetime != 0},
+		{"pool_max_conn_idle_time", "ConnMaxIdleTime", p.ConnMaxIdleTime, opt.ConnMaxIdleTime, p.ConnMaxIdleTime != 0 && opt.ConnMaxIdleTime != 0},
+	} {
+		if f.set && f.url != f.opt {
+			out = append(out, fmt.Sprintf("the URL's %s=%v overrides WithPool's %s %v", f.key, f.url, f.field, f.opt))
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 func (p PoolConfig) apply(db *sql.DB) {
@@ -94,19 +117,20 @@ func openPostgres(ctx context.Context, o *options, r Resolution, t Target, timeo
 	if err != nil {
 		return nil, err
 	}
-	e := &engine{db: db, release: rel}
-	urlPool(t).withDefaults(o.pool.withDefaults(postgresPool)).apply(db)
+	url := urlPool(t)
+	e := &engine{db: db, release: rel, note: url.overrides(o.pool)}
+	url.withDefaults(o.pool.withDefaults(postgresPool)).apply(db)
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if _, err := pingServer(pctx, db); err != nil {
+	_, err = pingServer(pctx, db)
+	if err = pc.checkOpenedOn(ctx, err); err != nil {
 		e.close()
+		if errors.As(err, new(*hookError)) {
+			return nil, err
+		}
 		if pctx.Err() != nil && ctx.Err() == nil {
 			err = &timeoutError{after: timeout, err: err}
 		}
-		return nil, err
-	}
-	if err := pc.checkOpenedOn(); err != nil {
-		e.close()
 		return nil, err
 	}
 	return e, nil

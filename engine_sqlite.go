@@ -161,10 +161,7 @@ func openGated(ctx context.Context, o *options, c *gatedConnector, rel *releaser
 	}
 	e := &engine{db: db, release: rel}
 	o.pool.withDefaults(sqliteFilePool).apply(db)
-	err = checkSQLite(ctx, db, c.gate)
-	if err == nil {
-		err = pc.checkOpenedOn()
-	}
+	err = pc.checkOpenedOn(ctx, checkSQLite(ctx, db, c.gate))
 	if err != nil {
 		e.close()
 		return nil, err

@@ -202,7 +202,8 @@ func WithRecoveryProbe(interval time.Duration, onRecover func(primary Target)) O
 // WithPool overrides pool settings of the chosen database; zero fields
 // keep the per-dialect defaults, and a PostgreSQL URL's pool_max_conns,
 // pool_max_conn_lifetime and pool_max_conn_idle_time win over it (see
-// [PoolConfig]).
+// [PoolConfig]); when one replaces a different non-zero value set here,
+// DB.Reason and Open's log line say so.
 func WithPool(p PoolConfig) Option {
 	return func(o *options) { o.pool = p }
 }

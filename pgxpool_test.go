@@ -210,7 +210,8 @@ func TestPgxPoolAgainstPostgreSQL(t *testing.T) {
 	assert.NotContains(t, fmt.Sprint(db.Target()), "pool_max_conns")
 	var one int
 	require.NoError(t, db.QueryRow("SELECT 1").Scan(&one), "the server never sees pool_max_conns")
-	assert.False(t, strings.Contains(db.Reason(), "pool"))
+	assert.Equal(t, "the URL's pool_max_conns=3 overrides WithPool's MaxOpenConns 7", db.Reason(),
+		"the override is told, and nothing else of the URL's pool settings")
 }
 
 // dsnWithPool is the target's DSN with its pgxpool settings appended, as

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -25,9 +26,16 @@ type poolConnector struct {
 	// connected records a connection made through it, to tell a
 	// WithOpenDB function that opened its pool on something else.
 	connected atomic.Bool
+	// tried records any call of Connect, to tell a pool whose ping failed
+	// without ever asking this connector (a WithOpenDB function that handed
+	// back another, or closed, pool).
+	tried atomic.Bool
+	// wrapped reports a pool opened by a WithOpenDB function.
+	wrapped bool
 }
 
 func (c *poolConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	c.tried.Store(true)
 	conn, err := c.Connector.Connect(ctx)
 	if err == nil {
 		c.connected.Store(true)
@@ -87,6 +95,7 @@ func openPool(o *options, inner driver.Connector, rel *releaser) (*sql.DB, *pool
 	if o.openDB == nil {
 		return sql.OpenDB(pc), pc, nil
 	}
+	pc.wrapped = true
 	db := o.openDB(pc)
 	if db == nil {
 		return nil, nil, permanent(&hookError{hook: "WithOpenDB", err: errors.New("the function returned a nil *sql.DB")})
@@ -95,11 +104,20 @@ func openPool(o *options, inner driver.Connector, rel *releaser) (*sql.DB, *pool
 }
 
 // checkOpenedOn reports a WithOpenDB function whose pool did not connect
-// through the connector it was given, once the pool has connected: it
-// would bypass the SQLite write gate and Close's releases.
-func (c *poolConnector) checkOpenedOn() error {
-	if c.connected.Load() {
+// through the connector it was given: it would bypass the SQLite write gate
+// and Close's releases. pingErr is the outcome of the pool's first ping;
+// when it failed without the connector ever being asked (a pool opened on
+// another connector, or one already closed, such as a cached pool of an
+// earlier candidate) and ctx is not done, the function is blamed, not the
+// database; otherwise pingErr is returned as it is.
+func (c *poolConnector) checkOpenedOn(ctx context.Context, pingErr error) error {
+	switch {
+	case pingErr == nil && c.connected.Load():
 		return nil
+	case pingErr == nil:
+		return permanent(&hookError{hook: "WithOpenDB", err: errors.New("the pool it returned did not connect through the connector it was given; open the pool on that connector (otelsql.OpenDB(c), sql.OpenDB(wrap(c)))")})
+	case c.wrapped && !c.tried.Load() && ctx.Err() == nil:
+		return permanent(&hookError{hook: "WithOpenDB", err: fmt.Errorf("the pool it returned failed without asking the connector it was given (%w); open a new pool on that connector each call (otelsql.OpenDB(c), sql.OpenDB(wrap(c)))", pingErr)})
 	}
-	return permanent(&hookError{hook: "WithOpenDB", err: errors.New("the pool it returned did not connect through the connector it was given; open the pool on that connector (otelsql.OpenDB(c), sql.OpenDB(wrap(c)))")})
+	return pingErr
 }

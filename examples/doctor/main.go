@@ -76,7 +76,7 @@ func run(args []string, lookup func(string) (string, bool), stdout, stderr io.Wr
 		fmt.Fprintln(stderr, "doctor:", err)
 		return 1
 	}
-	report(stdout, r)
+	report(stdout, r, dbfallback.SQLiteEngine())
 	stranded, err := dbfallback.FindStranded(context.Background(), opts...)
 	reportStranded(stdout, stranded, err)
 	snaps, err := dbfallback.InspectSnapshots(context.Background(), opts...)
@@ -87,7 +87,9 @@ func run(args []string, lookup func(string) (string, bool), stdout, stderr io.Wr
 	return 0
 }
 
-func report(w io.Writer, r dbfallback.Resolution) {
+// report prints what r found and the chain Open would walk; engine is the
+// build's SQLite engine (dbfallback.SQLiteEngine), "" when it has none.
+func report(w io.Writer, r dbfallback.Resolution, engine string) {
 	fmt.Fprintln(w, "Primary database sources (the first one holding a value decides):")
 	for _, s := range r.Sources {
 		switch {
@@ -143,7 +145,14 @@ func report(w io.Writer, r dbfallback.Resolution) {
 		if r.Ephemeral(t) {
 			kind += ", ephemeral"
 		}
+		if engine == "" && t.Dialect == dbfallback.SQLite {
+			kind += ", fails in this build"
+		}
 		fmt.Fprintf(w, "  %d. %s (%s)\n", i+1, t, kind)
+	}
+	if engine == "" {
+		fmt.Fprintln(w, "  This build has no SQLite engine (built without cgo and without importing github.com/dbfallback/dbfallback/puresqlite):")
+		fmt.Fprintln(w, "  Open fails with ErrNoSQLiteEngine where it would use SQLite, touching no SQLite location.")
 	}
 }
 
