@@ -157,6 +157,9 @@ var poolerConfigErrors = []string{
 	"TLS connection required",
 	"certificate authentication failed",
 	"password authentication failed",
+	"SASL authentication failed", // a wrong password under auth_type = scram-sha-256
+	"empty password returned by client",
+	"client selected an invalid SASL authentication mechanism",
 	"\"trust\" authentication failed",
 	"username too long",
 	"password too long",
