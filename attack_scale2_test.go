@@ -4,9 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -72,4 +77,188 @@ func TestAttackScale2PgBouncerOwnErrors(t *testing.T) {
 			c.Close()
 		}
 	})
+}
+
+// TestAttackScale2PoolerStatements runs what a service sends through
+// PgBouncer in transaction mode with pgbouncer=true and one server
+// connection shared by every client: prepared statements reused across
+// transactions and clients, 0 and 65,535 arguments (and one too many),
+// COPY through pgx, and session state (SET) on a pinned connection.
+func TestAttackScale2PoolerStatements(t *testing.T) {
+	upstream := testPostgresURL(t)
+	b := startPgBouncer(t, pgBouncerConfig{mode: "transaction", poolSize: 1})
+	db, err := atkBouncerOpen(t, b.url(t, upstream, "pgbouncer=true"))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	table := fmt.Sprintf("atk_scale2_%d", time.Now().UnixNano())
+	_, err = db.ExecContext(ctx, "CREATE TABLE "+table+" (id bigint PRIMARY KEY, v text)")
+	require.NoError(t, err)
+	t.Cleanup(func() { db.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+table) })
+
+	t.Run("prepared statements across transactions and clients", func(t *testing.T) {
+		ins, err := db.PrepareContext(ctx, "INSERT INTO "+table+" (id, v) VALUES ($1, $2)")
+		require.NoError(t, err)
+		defer ins.Close()
+		none, err := db.PrepareContext(ctx, "SELECT count(*) FROM "+table) // 0 arguments
+		require.NoError(t, err)
+		defer none.Close()
+		var wg sync.WaitGroup
+		errs := make(chan error, 8*20*2)
+		for c := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 20 {
+					id := c*1000 + i
+					tx, err := db.BeginTx(ctx, nil)
+					if err != nil {
+						errs <- err
+						continue
+					}
+					_, err = tx.StmtContext(ctx, ins).ExecContext(ctx, id, "tx")
+					if err == nil {
+						var n int
+						err = tx.StmtContext(ctx, none).QueryRowContext(ctx).Scan(&n)
+					}
+					if err != nil {
+						tx.Rollback()
+						errs <- err
+						continue
+					}
+					errs <- tx.Commit()
+					var n int
+					errs <- none.QueryRowContext(ctx).Scan(&n)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		failed := map[string]int{}
+		for err := range errs {
+			if err != nil {
+				failed[err.Error()]++
+			}
+		}
+		assert.Empty(t, failed, "errors through PgBouncer in transaction mode")
+		var n int
+		require.NoError(t, none.QueryRowContext(ctx).Scan(&n))
+		assert.Equal(t, 160, n)
+	})
+
+	t.Run("65535 arguments, then one too many", func(t *testing.T) {
+		for _, tt := range []struct {
+			name string
+			n    int
+			ok   bool
+		}{
+			{"65535", 65535, true},
+			{"65536", 65536, false},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				var q strings.Builder
+				q.WriteString("SELECT count(*) FROM (VALUES ")
+				args := make([]any, tt.n)
+				for i := range tt.n {
+					if i > 0 {
+						q.WriteString(",")
+					}
+					fmt.Fprintf(&q, "($%d::int)", i+1)
+					args[i] = i
+				}
+				q.WriteString(") AS v(x)")
+				var got int
+				err := db.QueryRowContext(ctx, q.String(), args...).Scan(&got)
+				if tt.ok {
+					require.NoError(t, err)
+					assert.Equal(t, tt.n, got)
+				} else {
+					require.Error(t, err)
+					assert.Contains(t, err.Error(), "65535")
+				}
+				// The pool still serves afterwards.
+				require.NoError(t, db.QueryRowContext(ctx, "SELECT $1::int", 7).Scan(&got))
+				assert.Equal(t, 7, got)
+			})
+		}
+	})
+
+	t.Run("COPY through pgx", func(t *testing.T) {
+		conn, err := db.Conn(ctx)
+		require.NoError(t, err)
+		defer conn.Close()
+		var copied int64
+		err = conn.Raw(func(dc any) error {
+			pc, ok := dc.(interface{ Conn() *pgx.Conn })
+			if !ok {
+				return fmt.Errorf("driver connection %T has no Conn()", dc)
+			}
+			rows := make([][]any, 500)
+			for i := range rows {
+				rows[i] = []any{int64(100000 + i), "copied"}
+			}
+			copied, err = pc.Conn().CopyFrom(ctx, pgx.Identifier{table}, []string{"id", "v"}, pgx.CopyFromRows(rows))
+			return err
+		})
+		require.NoError(t, err)
+		assert.Equal(t, int64(500), copied)
+		var n int
+		require.NoError(t, db.QueryRowContext(ctx, "SELECT count(*) FROM "+table+" WHERE v = 'copied'").Scan(&n))
+		assert.Equal(t, 500, n)
+	})
+
+	t.Run("SET on a pinned connection reaches other clients", func(t *testing.T) {
+		// The documented limit: a transaction pooler hands the server
+		// connection to whichever client is next, session state included.
+		// With one server connection, a plain SET from a pinned session is
+		// what the next client sees, and SET LOCAL in a transaction is not.
+		var hErr error
+		h := Middleware(db)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hErr = atkScale2SessionSET(t, r.Context(), db)
+		}))
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
+		require.NoError(t, hErr)
+		var seen string
+		require.NoError(t, db.QueryRowContext(ctx, "SHOW work_mem").Scan(&seen))
+		assert.NotEqual(t, "8888kB", seen, "SET LOCAL ends with its transaction")
+	})
+}
+
+// atkScale2SessionSET runs, in a request, a SET on the session's pinned
+// connection, checks that the pool's next client sees it, then a SET LOCAL
+// in a transaction on the same connection.
+func atkScale2SessionSET(t *testing.T, ctx context.Context, db *DB) error {
+	s, err := SessionFrom(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := s.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := c.ExecContext(ctx, "SET work_mem = '7777kB'"); err != nil {
+		return err
+	}
+	t.Cleanup(func() { db.ExecContext(context.Background(), "RESET work_mem") })
+	var seen string
+	if err := db.QueryRowContext(ctx, "SHOW work_mem").Scan(&seen); err != nil {
+		return err
+	}
+	assert.Equal(t, "7777kB", seen, "another client sees the pinned session's SET")
+	if _, err := db.ExecContext(ctx, "RESET work_mem"); err != nil {
+		return err
+	}
+	tx, err := c.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "SET LOCAL work_mem = '8888kB'"); err != nil {
+		return err
+	}
+	if err := tx.QueryRowContext(ctx, "SHOW work_mem").Scan(&seen); err != nil {
+		return err
+	}
+	assert.Equal(t, "8888kB", seen)
+	return tx.Commit()
 }
