@@ -3,6 +3,7 @@ package dbfallback
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -261,4 +262,134 @@ func atkScale2SessionSET(t *testing.T, ctx context.Context, db *DB) error {
 	}
 	assert.Equal(t, "8888kB", seen)
 	return tx.Commit()
+}
+
+// TestAttackScale2MultiHostRefusedAndSilent: a URL whose first host
+// refuses and whose second accepts and never answers. PreferPrimary falls
+// back within the connect timeout, PrimaryOnly fails as soon, and both
+// say what each host did without the password.
+func TestAttackScale2MultiHostRefusedAndSilent(t *testing.T) {
+	const pw = "Sec-Pw#Zq81"
+	refused, silent := freePort(t), silentListener(t)
+	raw := fmt.Sprintf("postgres://app:%s@127.0.0.1:%d,127.0.0.1:%d/app?sslmode=disable&target_session_attrs=read-write",
+		escapeComponent(pw), refused, silent)
+	for _, tt := range []struct {
+		name     string
+		strategy Strategy
+	}{
+		{"PreferPrimary", PreferPrimary},
+		{"PrimaryOnly", PrimaryOnly},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			start := time.Now()
+			db, err := Open(ctx, WithURL(raw), WithLookupEnv(atkNoEnv), WithStrategy(tt.strategy),
+				WithConnectTimeout(2*time.Second), WithSQLitePath(t.TempDir()+"/app.db"))
+			took := time.Since(start)
+			assert.Less(t, took, 4*time.Second, "bounded by the connect timeout")
+			var report string
+			if tt.strategy == PrimaryOnly {
+				require.Error(t, err)
+				assert.ErrorIs(t, err, ErrNoDatabase)
+				assert.False(t, IsPermanent(err), "refused and silent hosts are transient: %v", err)
+				report = err.Error()
+			} else {
+				require.NoError(t, err)
+				defer db.Close()
+				assert.Equal(t, SQLite, db.Dialect())
+				report = db.Reason()
+				h := db.Health(ctx)
+				assert.Equal(t, "up", h.Status)
+				assert.True(t, h.Fallback)
+				b, err := json.Marshal(h)
+				require.NoError(t, err)
+				assertNoFragment(t, string(b), pw, "Health")
+			}
+			assert.Contains(t, report, fmt.Sprint(refused), "the refused host is named")
+			assert.Contains(t, report, fmt.Sprint(silent), "the silent host is named")
+			assertNoFragment(t, report, pw, "report")
+		})
+	}
+}
+
+// TestAttackScale2StandbysOnlyAndHealthDuringPromote: with both hosts
+// standbys, target_session_attrs=read-write finds no primary; then Health
+// polled through a kill and a promote never calls a dead or read-only
+// server up.
+func TestAttackScale2StandbysOnlyAndHealthDuringPromote(t *testing.T) {
+	p := startPGPair(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const pw = "App-Pw#1" // the pair's role password (see pgPair.url)
+
+	t.Run("both hosts standbys", func(t *testing.T) {
+		raw := p.url(p.standby, p.standby, "read-write")
+		_, err := Open(ctx, WithURL(raw), WithLookupEnv(atkNoEnv), WithStrategy(PrimaryOnly), WithConnectTimeout(2*time.Second))
+		require.Error(t, err)
+		assert.ErrorIs(t, err, ErrNoDatabase)
+		assert.False(t, IsPermanent(err), "a standby may be promoted: %v", err)
+		assert.Regexp(t, `no host accepts writes.*standby or read-only`, err.Error(), "says why the host was not taken")
+		assertNoFragment(t, err.Error(), pw, "PrimaryOnly's error")
+
+		db, err := Open(ctx, WithURL(raw), WithLookupEnv(atkNoEnv), WithConnectTimeout(2*time.Second),
+			WithSQLitePath(t.TempDir()+"/app.db"))
+		require.NoError(t, err)
+		defer db.Close()
+		assert.Equal(t, SQLite, db.Dialect(), "PreferPrimary falls back rather than writing to a standby")
+		assertNoFragment(t, db.Reason(), pw, "Reason")
+
+		ro, err := Open(ctx, WithURL(p.url(p.standby, p.standby, "read-only")), WithLookupEnv(atkNoEnv),
+			WithStrategy(PrimaryOnly), WithConnectTimeout(2*time.Second))
+		require.NoError(t, err, "read-only takes a standby")
+		ro.Close()
+	})
+
+	t.Run("Health during a promote", func(t *testing.T) {
+		db, err := Open(ctx, WithURL(p.url(p.primary, p.standby, "read-write")), WithLookupEnv(atkNoEnv),
+			WithStrategy(PrimaryOnly), WithConnectTimeout(2*time.Second))
+		require.NoError(t, err)
+		defer db.Close()
+		primaryAddr := fmt.Sprintf("127.0.0.1:%d", p.primary.port)
+		standbyAddr := fmt.Sprintf("127.0.0.1:%d", p.standby.port)
+		require.Equal(t, primaryAddr, db.Health(ctx).Server)
+
+		p.primary.stop("immediate")
+		type sample struct {
+			h    Health
+			took time.Duration
+		}
+		var samples []sample
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				start := time.Now()
+				h := db.Health(ctx)
+				samples = append(samples, sample{h, time.Since(start)})
+				if h.Status == "up" || ctx.Err() != nil {
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+		time.Sleep(200 * time.Millisecond)
+		p.promote()
+		<-done
+		require.NotEmpty(t, samples)
+		for _, s := range samples {
+			assert.Less(t, s.took, 3*time.Second, "Health is bounded")
+			if s.h.Status == "up" {
+				assert.Equal(t, standbyAddr, s.h.Server, "up only on the promoted server")
+			} else {
+				assert.NotEmpty(t, s.h.Error, "down says why")
+				assertNoFragment(t, s.h.Error, pw, "Health.Error")
+			}
+		}
+		last := samples[len(samples)-1].h
+		assert.Equal(t, "up", last.Status)
+		assert.Equal(t, "down", samples[0].h.Status, "the first sample after the kill is down")
+		_, err = db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS atk_after_promote (id int)")
+		assert.NoError(t, err, "writes go to the new primary")
+	})
 }
