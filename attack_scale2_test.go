@@ -393,3 +393,36 @@ func TestAttackScale2StandbysOnlyAndHealthDuringPromote(t *testing.T) {
 		assert.NoError(t, err, "writes go to the new primary")
 	})
 }
+
+// TestAttackScale2PgBouncerServerLoginFails: PgBouncer accepts the client
+// (the password matches its userlist) but the server rejects that
+// password. The first client gets the server's refusal (permanent); PgBouncer
+// 1.18 holds the next ones until server_login_retry has passed, so they
+// time out: transient, and the hint must not blame only a server that is
+// down.
+func TestAttackScale2PgBouncerServerLoginFails(t *testing.T) {
+	up, err := Validate(testPostgresURL(t))
+	require.NoError(t, err)
+	const wrong = "Srv-Wr0ng#7k"
+	upstream := fmt.Sprintf("postgres://%s:%s@%s:%d/%s?sslmode=disable", escapeComponent(up.User), escapeComponent(wrong),
+		up.Hosts[0].Name, up.Hosts[0].Port, escapeComponent(up.Database))
+	b := startPgBouncer(t, pgBouncerConfig{mode: "transaction", poolSize: 2, upstream: upstream,
+		settings: []string{"server_login_retry = 30"}})
+	raw := b.url(t, upstream, "pgbouncer=true")
+	var msgs []string
+	for i := range 2 {
+		start := time.Now()
+		_, err := atkBouncerOpen(t, raw)
+		require.Error(t, err)
+		assert.Less(t, time.Since(start), 4*time.Second)
+		assertNoFragment(t, err.Error(), wrong, "Open's error")
+		t.Logf("attempt %d: permanent=%v: %v", i, IsPermanent(err), err)
+		msgs = append(msgs, err.Error())
+		if i == 0 {
+			assert.True(t, IsPermanent(err), "the server's password refusal is permanent: %v", err)
+		} else {
+			assert.Contains(t, err.Error(), "refuses PgBouncer's login", "the hint names the other cause")
+			assert.False(t, IsPermanent(err), "PgBouncer retries the server login: %v", err)
+		}
+	}
+}
