@@ -409,7 +409,6 @@ func TestAttackScale2PgBouncerServerLoginFails(t *testing.T) {
 	b := startPgBouncer(t, pgBouncerConfig{mode: "transaction", poolSize: 2, upstream: upstream,
 		settings: []string{"server_login_retry = 30"}})
 	raw := b.url(t, upstream, "pgbouncer=true")
-	var msgs []string
 	for i := range 2 {
 		start := time.Now()
 		_, err := atkBouncerOpen(t, raw)
@@ -417,7 +416,6 @@ func TestAttackScale2PgBouncerServerLoginFails(t *testing.T) {
 		assert.Less(t, time.Since(start), 4*time.Second)
 		assertNoFragment(t, err.Error(), wrong, "Open's error")
 		t.Logf("attempt %d: permanent=%v: %v", i, IsPermanent(err), err)
-		msgs = append(msgs, err.Error())
 		if i == 0 {
 			assert.True(t, IsPermanent(err), "the server's password refusal is permanent: %v", err)
 		} else {
