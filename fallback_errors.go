@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -88,6 +89,9 @@ func describeFailure(r Resolution, t Target, err error) error {
 	if t.Dialect == Postgres && poolerTarget(t) && isTimeout(err) {
 		msg += " (" + poolerWaitHint + ")"
 	}
+	if t.Dialect == Postgres && strings.Contains(err.Error(), readOnlyTargetMessage) {
+		msg += " (" + readOnlyTargetHint + ")"
+	}
 	if r.InSpace() && t.Dialect == Postgres && isTimeout(err) {
 		for _, h := range t.Hosts {
 			if !h.IsSocket() && h.Port != 80 && h.Port != 443 && h.Port != 8080 {
@@ -127,3 +131,11 @@ func sameTarget(a, b Target) bool {
 	a.Notes, b.Notes = nil, nil
 	return reflect.DeepEqual(a, b)
 }
+
+// readOnlyTargetMessage is how pgx reports a host that
+// target_session_attrs=read-write (or primary) turned down.
+const readOnlyTargetMessage = "read only connection"
+
+// readOnlyTargetHint explains readOnlyTargetMessage to an operator.
+const readOnlyTargetHint = "no host accepts writes: target_session_attrs asks for a primary and each host answered as a standby or read-only; " +
+	"during a failover this lasts until a standby is promoted, otherwise list the primary's host in the URL"

@@ -52,10 +52,14 @@ func poolerTarget(t Target) bool {
 // poolerWaitHint explains a timeout through a pooler: PgBouncer finishes
 // a client's login from what it knows and then holds its queries while
 // the server behind it does not answer; a login it cannot finish it holds
-// until client_login_timeout.
+// until client_login_timeout. After the server refused PgBouncer's own
+// login (a wrong password in its userlist), PgBouncer 1.18 holds the next
+// clients the same way until server_login_retry has passed.
 const poolerWaitHint = "through a connection pooler (the URL says pgbouncer=true or default_query_exec_mode=exec): " +
 	"PgBouncer holds logins and queries while the database server behind it is down or unreachable from it, " +
-	"for up to client_login_timeout (60s by default) and query_wait_timeout (120s), so a timeout here usually means that server is down"
+	"or refuses PgBouncer's login (until server_login_retry has passed), " +
+	"for up to client_login_timeout (60s by default) and query_wait_timeout (120s), " +
+	"so a timeout here usually means that server is down or refuses PgBouncer's login (PgBouncer's log says which)"
 
 // poolerConnector makes connections whose Prepare names nothing on the
 // server.
@@ -157,6 +161,9 @@ var poolerConfigErrors = []string{
 	"TLS connection required",
 	"certificate authentication failed",
 	"password authentication failed",
+	"SASL authentication failed", // a wrong password under auth_type = scram-sha-256
+	"empty password returned by client",
+	"client selected an invalid SASL authentication mechanism",
 	"\"trust\" authentication failed",
 	"username too long",
 	"password too long",

@@ -40,6 +40,9 @@ type pgBouncerConfig struct {
 	upstream string
 	// loginTimeout is client_login_timeout; 0 keeps PgBouncer's 60s.
 	loginTimeout time.Duration
+	// settings are more "name = value" lines, after (and so overriding)
+	// the ones above.
+	settings []string
 }
 
 // pgBouncerBin finds the pgbouncer binary, or skips when it is missing and
@@ -95,6 +98,7 @@ func startPgBouncer(tb testing.TB, c pgBouncerConfig) *pgBouncer {
 	if c.loginTimeout > 0 {
 		settings = append(settings, fmt.Sprintf("client_login_timeout = %g", c.loginTimeout.Seconds()))
 	}
+	settings = append(settings, c.settings...)
 	ini := fmt.Sprintf("[databases]\n* = host=%s port=%d\n\n[pgbouncer]\n%s\n",
 		up.Hosts[0].Name, up.Hosts[0].Port, strings.Join(settings, "\n"))
 	require.NoError(tb, os.WriteFile(filepath.Join(dir, "pgbouncer.ini"), []byte(ini), 0o600))

@@ -153,6 +153,13 @@ func (s *Session) track(add func()) bool {
 // (SET, temporary tables, advisory locks, SQLite's last_insert_rowid()).
 // Do not Close it; the session gives it back when the request ends.
 //
+// Behind a transaction pooler (PgBouncer in transaction mode, pgbouncer=true)
+// pinning holds a connection to the pooler, not to a server: each statement
+// outside a transaction may run on another server connection, and a plain
+// SET stays on that server connection for whichever client gets it next.
+// There, keep such statements in one transaction (SET LOCAL, temporary
+// tables ON COMMIT DROP, pg_advisory_xact_lock); LISTEN does not work.
+//
 // Rows and transactions opened on it directly (not through the session's
 // methods) are closed by database/sql when their context ends; the
 // request's context ends with the request. Opened with a context that
