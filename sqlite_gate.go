@@ -277,11 +277,33 @@ type gatedConn struct {
 	// aborted is the first error of a statement of the open transaction,
 	// which then fails as PostgreSQL's would (see sqlite_txabort.go).
 	aborted error
+	// readOnlyStuck records a read-only transaction whose PRAGMA
+	// query_only could not be turned off: the connection is discarded
+	// rather than handed to a writer.
+	readOnlyStuck bool
+}
+
+// endQueryOnly turns PRAGMA query_only off after a read-only transaction.
+// A cancelled context can interrupt the statement that follows it on
+// some engines, so it is tried again; when it still fails the connection
+// is marked for discarding (ResetSession and IsValid refuse it).
+func (c *gatedConn) endQueryOnly() error {
+	var err error
+	for range 3 {
+		if _, err = c.Conn.ExecContext(context.Background(), "PRAGMA query_only = 0", nil); err == nil {
+			return nil
+		}
+	}
+	c.readOnlyStuck = true
+	return err
 }
 
 // ResetSession passes database/sql's check to the engine connection, when
 // it has one.
 func (c *gatedConn) ResetSession(ctx context.Context) error {
+	if c.readOnlyStuck {
+		return driver.ErrBadConn
+	}
 	if r, ok := c.Conn.(driver.SessionResetter); ok {
 		return r.ResetSession(ctx)
 	}
@@ -291,6 +313,9 @@ func (c *gatedConn) ResetSession(ctx context.Context) error {
 // IsValid passes database/sql's check to the engine connection, when it
 // has one.
 func (c *gatedConn) IsValid() bool {
+	if c.readOnlyStuck {
+		return false
+	}
 	if v, ok := c.Conn.(driver.Validator); ok {
 		return v.IsValid()
 	}
@@ -339,10 +364,11 @@ func (c *gatedConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.
 		// no write lock. query_only makes SQLite refuse writes, as the
 		// caller asked.
 		if _, err := c.Conn.ExecContext(ctx, "PRAGMA query_only = 1", nil); err != nil {
+			c.endQueryOnly()
 			return nil, err
 		}
 		if _, err := c.Conn.ExecContext(ctx, "BEGIN", nil); err != nil {
-			c.Conn.ExecContext(context.Background(), "PRAGMA query_only = 0", nil)
+			c.endQueryOnly()
 			return nil, err
 		}
 		c.inTx = true
@@ -684,7 +710,7 @@ func (t *gatedTx) end(stmt string) error {
 	if err != nil && stmt == "COMMIT" {
 		t.conn.Conn.ExecContext(context.Background(), "ROLLBACK", nil)
 	}
-	if _, qerr := t.conn.Conn.ExecContext(context.Background(), "PRAGMA query_only = 0", nil); qerr != nil && err == nil {
+	if qerr := t.conn.endQueryOnly(); qerr != nil && err == nil {
 		err = qerr
 	}
 	return err
