@@ -5,12 +5,10 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,47 +22,6 @@ import (
 // sends SIGTERM while dbfallback.Open is still at work: whatever Open is
 // waiting for (a silent PostgreSQL, a SQLite file another process holds, a
 // named pipe where SQLite keeps its journal), the process ends within 5s.
-
-// attackSpaceBinary builds the Space into a temporary directory.
-func attackSpaceBinary(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "hfspace")
-	out, err := exec.Command("go", "build", "-o", path, ".").CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	return path
-}
-
-// attackSilentListener accepts on loopback and never answers.
-func attackSilentListener(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // attackHoldSQLite makes a rollback-journal database at path and holds it
 // in BEGIN EXCLUSIVE (no other process can read it) until the test ends.
@@ -86,13 +43,13 @@ func attackHoldSQLite(t *testing.T, path string) {
 // TestAttackSpaceSIGTERMWhileOpenWaits: SIGTERM 300ms after start, while
 // Open waits, ends the Space within 5 seconds.
 func TestAttackSpaceSIGTERMWhileOpenWaits(t *testing.T) {
-	bin := attackSpaceBinary(t)
+	bin := serverBinary(t)
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, dir string) []string // returns the environment
 	}{
 		{name: "silent PostgreSQL", setup: func(t *testing.T, dir string) []string {
-			return []string{fmt.Sprintf("DATABASE_URL=postgres://u:pw@127.0.0.1:%d/app", attackSilentListener(t))}
+			return []string{fmt.Sprintf("DATABASE_URL=postgres://u:pw@127.0.0.1:%d/app", silentPrimary(t))}
 		}},
 		{name: "SQLITE_PATH held by another process", setup: func(t *testing.T, dir string) []string {
 			path := filepath.Join(dir, "held.db")
@@ -124,7 +81,7 @@ func TestAttackSpaceSIGTERMWhileOpenWaits(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			env := append(tt.setup(t, dir),
-				"PATH=/usr/bin:/bin", "HOME="+dir, "TMPDIR="+dir, fmt.Sprintf("PORT=%d", attackFreePort(t)))
+				"PATH=/usr/bin:/bin", "HOME="+dir, "TMPDIR="+dir, fmt.Sprintf("PORT=%d", freePort(t)))
 			cmd := exec.Command(bin)
 			cmd.Dir = dir
 			cmd.Env = env
@@ -160,12 +117,4 @@ func TestAttackSpaceSIGTERMWhileOpenWaits(t *testing.T) {
 			}
 		})
 	}
-}
-
-func attackFreePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
