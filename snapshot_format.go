@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -188,7 +189,9 @@ func (m *snapshotManifest) disagrees(name, db string) string {
 }
 
 // readLimited reads at most limit bytes of a regular file, without
-// blocking on anything else.
+// blocking on anything else: anything but a regular file is refused with a
+// *notRegularError, a larger file with an *overLimitError (and the
+// limit+1 bytes read).
 func readLimited(path string, limit int64) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
@@ -200,13 +203,32 @@ func readLimited(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is %s", path, modeName(st.Mode()))
+		return nil, &notRegularError{path: path, mode: st.Mode()}
 	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err == nil && int64(len(data)) > limit {
-		err = fmt.Errorf("%s is larger than %d bytes", path, limit)
+		err = &overLimitError{path: path, limit: limit}
 	}
 	return data, err
+}
+
+// notRegularError is readLimited's refusal of a directory, named pipe,
+// socket or device.
+type notRegularError struct {
+	path string
+	mode fs.FileMode
+}
+
+func (e *notRegularError) Error() string { return fmt.Sprintf("%s is %s", e.path, modeName(e.mode)) }
+
+// overLimitError is readLimited's error for a file over its limit.
+type overLimitError struct {
+	path  string
+	limit int64
+}
+
+func (e *overLimitError) Error() string {
+	return fmt.Sprintf("%s is larger than %d bytes", e.path, e.limit)
 }
 
 // copyChunk is the unit of a copy to or from a snapshot directory: each

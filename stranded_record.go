@@ -8,13 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/dbfallback/dbfallback/internal/sqlengine"
@@ -52,23 +50,17 @@ const maxRecordSize = 1 << 20
 // (opened without blocking: a named pipe there must not hold Open).
 func readStrandedRecord(path string) (*strandedRecord, error) {
 	name := path + strandedSuffix
-	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
-	if errors.Is(err, fs.ErrNotExist) {
+	data, err := readLimited(name, maxRecordSize)
+	var notRegular *notRegularError
+	var overLimit *overLimitError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is %s, not a dbfallback record; it was left untouched", name, modeName(st.Mode()))
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxRecordSize))
-	if err != nil {
+	case errors.As(err, &notRegular):
+		return nil, fmt.Errorf("%v, not a dbfallback record; it was left untouched", err)
+	case errors.As(err, &overLimit):
+		data = data[:maxRecordSize] // read as far as a record can go: JSON says what is wrong
+	case err != nil:
 		return nil, err
 	}
 	var rec strandedRecord
