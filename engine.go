@@ -88,6 +88,7 @@ type engine struct {
 	release   *releaser  // run when db closes (see pool_close.go)
 	note      string     // something the operator should know (a file moved aside)
 	integrity *integrity // a SQLite file's damage, as its statements and check find it; nil otherwise
+	gate      *writeGate // a SQLite pool's write gate; nil for PostgreSQL
 }
 
 // connectTimeout returns the bound for one attempt on t: the URL's

@@ -159,7 +159,7 @@ func openGated(ctx context.Context, o *options, c *gatedConnector, rel *releaser
 		rel.run()
 		return nil, err
 	}
-	e := &engine{db: db, release: rel}
+	e := &engine{db: db, release: rel, gate: c.gate}
 	o.pool.withDefaults(sqliteFilePool).apply(db)
 	err = pc.checkOpenedOn(ctx, checkSQLite(ctx, db, c.gate))
 	if err != nil {

@@ -103,6 +103,7 @@ type DB struct {
 	stopCheck context.CancelFunc // stops that check
 	stranded  []Stranded         // rows left in fallback files (stranded.go)
 	snap      *snapshotter       // snapshots of the SQLite file (snapshot.go); nil when none
+	gate      *writeGate         // the SQLite pool's write gate (sqlite_gate.go); nil for PostgreSQL
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -325,6 +326,7 @@ func newDB(o *options, r Resolution, e *engine, attempts []Attempt) *DB {
 		release:   e.release,
 		logger:    o.logger,
 		integrity: e.integrity,
+		gate:      e.gate,
 	}
 	e.release.add(db.stopBackground, true)
 	e.release.add(func() error { return db.snap.finish() }, false) // last: after the pool and the keeper closed

@@ -49,6 +49,7 @@ type snapshotter struct {
 	kind     func(dir, dbDir string) string // filesystem check seam (nil: the real one)
 	slowCopy time.Duration                  // test seam: a wait before each chunk a restore reads
 	closeIn  time.Duration                  // bound of the final snapshot
+	gate     *writeGate                     // the pool's write gate, shut before the final snapshot
 	started  time.Time
 
 	mu   sync.Mutex
@@ -151,6 +152,7 @@ func (s *snapshotter) start(db *DB) {
 		return // nothing to snapshot: db.snap stays nil
 	}
 	db.snap = s
+	s.gate = db.gate
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.path = t.Path
@@ -283,7 +285,7 @@ func (s *snapshotter) take(ctx context.Context, version int64) (m *snapshotManif
 	s.mu.Lock()
 	s.seq++
 	m = &snapshotManifest{
-		Format: snapshotFormat, Database: filepath.Base(s.path), Writer: s.writer,
+		Format: snapshotFormat, Database: filepath.Base(s.path), Path: absPath(s.path), Writer: s.writer,
 		Lineage: append([]string(nil), s.lineage...), Seq: s.seq, Taken: time.Now().UTC(),
 		DataVersion: version, Library: libraryVersion(),
 	}
@@ -422,14 +424,24 @@ func (s *snapshotter) stopLoop() {
 
 // finish writes the final snapshot, when the data changed, within
 // snapshotCloseTimeout, and closes the snapshot connection. Close calls
-// it after the pool closed, so no write of this process can follow. It
-// returns what was not saved.
+// it after the pool closed; closing a *sql.DB does not wait for a
+// transaction another goroutine holds open, so finish first shuts the
+// write gate: it waits up to a third of the bound for the writer that
+// holds it, and after that no write starts and a transaction still open
+// cannot commit (it is rolled back and its Commit fails), so that no
+// write is acknowledged that the snapshot lacks. It returns what was not
+// saved.
 func (s *snapshotter) finish() error {
 	if s == nil || s.conn == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.closeIn)
 	defer cancel()
+	if s.gate != nil {
+		wait, stop := context.WithTimeout(ctx, s.closeIn/3)
+		s.gate.shutWrites(wait)
+		stop()
+	}
 	result := make(chan error, 1)
 	go func() {
 		_, err := s.snapshotIfChanged(ctx)

@@ -46,7 +46,10 @@ const (
 //
 // While the DB is open, a snapshot is written when the data changed, at
 // most once per [WithSnapshotInterval], and once more by Close (bounded by
-// 3 s). A snapshot is VACUUM INTO a local temporary file, copied to dir
+// 3 s). Close first waits up to 1 s for a write transaction another
+// goroutine holds open; after that no write starts and such a
+// transaction's Commit fails (it is rolled back), so no write is
+// acknowledged that the final snapshot lacks. A snapshot is VACUUM INTO a local temporary file, copied to dir
 // under a new name with its SHA-256, read back and verified, and published
 // by a small JSON manifest written last; files in dir are never
 // overwritten, renamed or locked, so a FUSE bucket without locks or

@@ -54,6 +54,11 @@ type snapshotManifest struct {
 	Format int `json:"format"`
 	// Database is the base name of the local database file.
 	Database string `json:"database"`
+	// Path is the local database file's absolute path, so that two
+	// databases with the same base name sharing a directory (two
+	// directories' app.db in one process) restore their own snapshots.
+	// Empty in manifests written before it was added.
+	Path string `json:"path,omitempty"`
 	// Writer is the id of the DB that wrote it; Lineage the writers whose
 	// snapshots it was restored from, oldest first.
 	Writer  string   `json:"writer"`

@@ -63,6 +63,8 @@ func (s *snapshotter) restoreBefore(ctx context.Context, path string, emptyFile 
 		s.turnOff(fmt.Sprintf("snapshots of %s are off: the snapshot directory could not be read at Open (%v), and a snapshot of a database opened without its data could hide the ones there", path, err))
 		return "", nil
 	}
+	all := entries // another writer is reported even when its snapshots are not ours
+	entries, others := ownSnapshots(entries, absPath(path))
 	s.mu.Lock()
 	s.restoring++
 	s.restoringPath = path
@@ -79,25 +81,62 @@ func (s *snapshotter) restoreBefore(ctx context.Context, path string, emptyFile 
 		s.mu.Lock()
 		s.restored, s.restoredPath = m, path
 		s.lineage = append(append([]string(nil), m.Lineage...), m.Writer)
-		others := otherWritersAt(entries, m)
-		for w, at := range others {
+		writers := otherWritersAt(all, m)
+		for w, at := range writers {
 			s.others[w] = at
 		}
 		s.mu.Unlock()
 		notes = append(notes, fmt.Sprintf("%s was missing or damaged; restored it from snapshot %s in %s, taken %s by writer %s (%d bytes, SHA-256 verified): writes made after %s were lost",
 			path, m.File, s.dir, m.Taken.Format(time.RFC3339), m.Writer, m.Size, m.Taken.Format(time.RFC3339)))
-		for _, w := range sortedWriters(others) {
+		for _, w := range sortedWriters(writers) {
 			notes = append(notes, fmt.Sprintf("WARNING: snapshots of another writer (%s, newest %s) interleave with the restored one: two processes used %s, and that one's rows are not in the restored database; run one replica, or use PrimaryOnly with a shared PostgreSQL",
-				w, others[w].Format(time.RFC3339), s.dir))
+				w, writers[w].Format(time.RFC3339), s.dir))
 		}
 	}
 	for _, k := range skipped {
 		notes = append(notes, "skipped "+k)
 	}
+	if others > 0 {
+		notes = append(notes, fmt.Sprintf("left %d snapshot(s) in %s of another database file named %s alone", others, s.dir, filepath.Base(path)))
+	}
 	if m == nil && len(skipped) > 0 {
 		notes = append(notes, fmt.Sprintf("no verified snapshot in %s: %s starts empty", s.dir, path))
 	}
 	return strings.Join(notes, "; "), nil
+}
+
+// ownSnapshots drops, when some verified-so-far manifest names path as
+// its database's absolute path, the manifests that name another path:
+// those are another database with the same base name sharing the
+// directory. Manifests without a path (older ones) are kept. It returns
+// the rest and how many it dropped.
+func ownSnapshots(entries []snapshotEntry, path string) ([]snapshotEntry, int) {
+	own := false
+	for _, e := range entries {
+		if e.problem == "" && e.m.Path == path {
+			own = true
+			break
+		}
+	}
+	if !own {
+		return entries, 0
+	}
+	out := entries[:0:0]
+	for _, e := range entries {
+		if e.problem == "" && e.m.Path != "" && e.m.Path != path {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out, len(entries) - len(out)
+}
+
+// absPath is path made absolute, or path itself when that fails.
+func absPath(path string) string {
+	if a, err := filepath.Abs(path); err == nil {
+		return a
+	}
+	return path
 }
 
 // cutShort reports a restore that ctx ended, and turns snapshots off.

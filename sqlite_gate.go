@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +46,13 @@ type writeGate struct {
 	owner atomic.Pointer[gateOwner]
 	// since is when the holder took the gate (UnixNano).
 	since atomic.Int64
+	// shut is closed by shutWrites, before the final snapshot: no write
+	// starts after it, and a write transaction still open then cannot
+	// commit (see commitGated). endMu orders that commit against it.
+	shut     chan struct{}
+	shutOnce sync.Once
+	endMu    sync.Mutex
+	closed   bool // guarded by endMu
 }
 
 // gateOwner is a transaction holding the gate: the session whose
@@ -59,7 +67,7 @@ type gateOwner struct {
 }
 
 func newWriteGate(wait time.Duration) *writeGate {
-	return &writeGate{ch: make(chan struct{}, 1), wait: wait}
+	return &writeGate{ch: make(chan struct{}, 1), wait: wait, shut: make(chan struct{})}
 }
 
 // gateSlack is how long a writer may wait for the gate before its busy
@@ -88,7 +96,16 @@ var errOwnWriteLock = errors.New("dbfallback: SQLite write: a transaction this g
 // any writer: the transaction it waits for can still end.
 func (g *writeGate) acquire(ctx context.Context) (time.Duration, error) {
 	select {
+	case <-g.shut:
+		return 0, errWritesShut
+	default:
+	}
+	select {
 	case g.ch <- struct{}{}:
+		if g.isShut() {
+			<-g.ch
+			return 0, errWritesShut
+		}
 		return 0, nil
 	default:
 	}
@@ -105,7 +122,13 @@ func (g *writeGate) acquire(ctx context.Context) (time.Duration, error) {
 	defer timer.Stop()
 	select {
 	case g.ch <- struct{}{}:
+		if g.isShut() {
+			<-g.ch
+			return time.Since(start), errWritesShut
+		}
 		return time.Since(start), nil
+	case <-g.shut:
+		return time.Since(start), errWritesShut
 	case <-ctx.Done():
 		return time.Since(start), ctx.Err()
 	case <-timer.C:
@@ -115,6 +138,42 @@ func (g *writeGate) acquire(ctx context.Context) (time.Duration, error) {
 		}
 		return time.Since(start), &lockWaitError{waited: time.Since(start), held: held, err: errWriteLockWait}
 	}
+}
+
+// errWritesShut is what a write of a DB being closed gets: the final
+// snapshot has begun (or is about to), so a write now would be
+// acknowledged and then lost with the local disk.
+var errWritesShut = errors.New("dbfallback: SQLite write: the DB is closing and its final snapshot has begun; the write was not made")
+
+// errCommitShut is what Commit of a write transaction still open when
+// the final snapshot began returns: it was rolled back, so that no write
+// is acknowledged that the snapshot lacks.
+var errCommitShut = errors.New("dbfallback: SQLite commit: the DB was closed while this transaction was open, and its final snapshot was taken without it; the transaction was rolled back")
+
+func (g *writeGate) isShut() bool {
+	select {
+	case <-g.shut:
+		return true
+	default:
+		return false
+	}
+}
+
+// shutWrites ends writing on the pool before the final snapshot: it
+// waits, until ctx ends, for the write transaction or statement that
+// holds the gate to end (so that one committed just before Close is in
+// the snapshot), then refuses every later write, and every commit of a
+// transaction still open. It keeps the gate when it got it. It does no
+// I/O.
+func (g *writeGate) shutWrites(ctx context.Context) {
+	select {
+	case g.ch <- struct{}{}: // kept: no writer may follow
+	case <-ctx.Done():
+	}
+	g.endMu.Lock()
+	g.closed = true
+	g.shutOnce.Do(func() { close(g.shut) })
+	g.endMu.Unlock()
 }
 
 // hold records who took the gate: the session of a transaction's context
@@ -702,7 +761,7 @@ func (t *gatedTx) end(stmt string) error {
 	}
 	if t.inner != nil {
 		if stmt == "COMMIT" {
-			return t.inner.Commit()
+			return t.commitGated()
 		}
 		return t.inner.Rollback()
 	}
@@ -714,6 +773,20 @@ func (t *gatedTx) end(stmt string) error {
 		err = qerr
 	}
 	return err
+}
+
+// commitGated commits a write transaction unless the final snapshot
+// began while it was open (see writeGate.shutWrites): it is then rolled
+// back and fails with errCommitShut.
+func (t *gatedTx) commitGated() error {
+	g := t.conn.gate
+	g.endMu.Lock()
+	defer g.endMu.Unlock()
+	if g.closed {
+		t.inner.Rollback()
+		return errCommitShut
+	}
+	return t.inner.Commit()
 }
 
 // busyTimeout reads the pool's busy timeout (the URL's _busy_timeout, or
