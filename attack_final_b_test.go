@@ -183,6 +183,7 @@ func TestAttackFinalBCloseDuringLongTx(t *testing.T) {
 				return
 			}
 			assert.ErrorIs(t, txErr, errCommitShut, "a commit after the final snapshot began must fail, not be acknowledged and lost")
+			assert.NotErrorIs(t, txErr, ErrCommitUnknown, "it is known to be rolled back")
 			assert.NotContains(t, got, "in-tx")
 		})
 	}

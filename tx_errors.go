@@ -65,7 +65,8 @@ func commitOutcomeUnknown(err error) bool {
 	// the server closes the connection after a COMMIT that it made durable
 	// (a backend terminated while waiting for a synchronous standby).
 	if errors.Is(err, sql.ErrTxDone) || // already ended: nothing was sent
-		errors.Is(err, pgx.ErrTxCommitRollback) { // the server rolled back a failed transaction
+		errors.Is(err, pgx.ErrTxCommitRollback) || // the server rolled back a failed transaction
+		errors.Is(err, errCommitShut) { // rolled back by Close before the final snapshot
 		return false
 	}
 	var pg *pgconn.PgError
