@@ -48,11 +48,11 @@ type writeGate struct {
 	since atomic.Int64
 	// shut is closed by shutWrites, before the final snapshot: no write
 	// starts after it, and a write transaction still open then cannot
-	// commit (see commitGated). endMu orders that commit against it.
+	// commit (see commitGated). endMu orders that commit against it: shut
+	// is closed under it.
 	shut     chan struct{}
 	shutOnce sync.Once
 	endMu    sync.Mutex
-	closed   bool // guarded by endMu
 }
 
 // gateOwner is a transaction holding the gate: the session whose
@@ -171,7 +171,6 @@ func (g *writeGate) shutWrites(ctx context.Context) {
 	case <-ctx.Done():
 	}
 	g.endMu.Lock()
-	g.closed = true
 	g.shutOnce.Do(func() { close(g.shut) })
 	g.endMu.Unlock()
 }
@@ -782,7 +781,7 @@ func (t *gatedTx) commitGated() error {
 	g := t.conn.gate
 	g.endMu.Lock()
 	defer g.endMu.Unlock()
-	if g.closed {
+	if g.isShut() {
 		t.inner.Rollback()
 		return errCommitShut
 	}
