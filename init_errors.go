@@ -158,5 +158,16 @@ func runInits(ctx context.Context, o *options, db *DB) error {
 			return &initError{msg: msg, err: err}
 		}
 	}
+	if n := db.DB.Stats().InUse; n > 0 {
+		// A transaction the hooks began and never ended would hold SQLite's
+		// write lock (or PostgreSQL's row locks) until Open's ctx ends, and
+		// every write of the service would wait behind it.
+		msg := fmt.Sprintf("dbfallback: init hooks on %s (a bug: not falling back): %s", db.target, errInitLeftOpen.Error()[len("dbfallback: "):])
+		return &initError{msg: fmt.Sprintf("%s (%d connections)", msg, n), err: errInitLeftOpen}
+	}
 	return nil
 }
+
+// errInitLeftOpen is the cause of the error Open returns when the WithInit
+// hooks returned while holding pool connections.
+var errInitLeftOpen = errors.New("dbfallback: the hooks returned with connections still in use: a transaction neither committed nor rolled back, rows or a Conn not closed")

@@ -180,7 +180,10 @@ func WithLogger(l *slog.Logger) Option {
 // candidate and returns the error, under every strategy, rather than move
 // the service's data to another database. The returned error is redacted
 // and wraps the hook's error. A hook that panics is a bug too: Open closes
-// the candidate and the panic continues to Open's caller.
+// the candidate and the panic continues to Open's caller. So are hooks that
+// return while holding pool connections (a transaction neither committed
+// nor rolled back, rows or a Conn not closed): every later write would wait
+// behind them.
 func WithInit(fn func(ctx context.Context, db *DB) error) Option {
 	return func(o *options) {
 		if fn != nil {

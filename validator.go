@@ -236,6 +236,13 @@ func (v *validation) fail(code Code, reason, hint string) error {
 	return &ValidationError{Code: code, Input: redactInput(v.raw), Reason: reason, Hint: hint}
 }
 
+// describe is fail for a value whose secret parts cannot be told apart:
+// the error gives its length instead of any part of it.
+func (v *validation) describe(code Code, reason, hint string) error {
+	return &ValidationError{Code: code, Reason: reason, Hint: hint,
+		Input: fmt.Sprintf("<a value of %d characters, not shown>", utf8.RuneCountInString(trimSpaceAndBOM(v.raw)))}
+}
+
 var smartQuotes = [][2]string{{"\u201c", "\u201d"}, {"\u2018", "\u2019"}}
 
 // clean strips surrounding noise and rejects inputs no parser should see.
@@ -457,8 +464,17 @@ func (v *validation) bare(s string) (Target, error) {
 		return v.sqlitePath(path, query)
 	}
 	if strings.IndexByte(s, ' ') >= 0 {
-		return Target{}, v.fail(CodeSpace, "the value contains a space and is not a keyword/value string",
+		// No scheme and no keyword: a passphrase pasted on its own has this
+		// shape too, and nothing tells where a secret in it would end.
+		return Target{}, v.describe(CodeSpace, "the value contains a space and is not a keyword/value string",
 			"percent-encode spaces as %20, or use libpq's keyword/value form: host=… dbname=…")
+	}
+	if at := strings.IndexByte(s, '@'); at >= 0 && strings.IndexByte(s[:at], ':') < 0 {
+		// "user@host" or a password holding '@' ("Np0o@Lk9j"): without a
+		// scheme and a ':' before the '@', no part can be told apart from a
+		// secret, so the value is described, not repeated.
+		return Target{}, v.describe(CodeMissingScheme, "the value has no scheme",
+			"start it with postgres:// (for example postgres://user:password@host:5432/dbname), or give a SQLite path ending in .db")
 	}
 	if strings.IndexByte(s, '@') >= 0 || strings.IndexByte(s, ':') >= 0 || strings.IndexByte(s, '/') >= 0 {
 		return Target{}, v.fail(CodeMissingScheme, "the value has no scheme",
@@ -592,8 +608,22 @@ func (v *validation) checkPasted(s string) error {
 	case rest[0] == '=':
 		value := strings.TrimLeft(rest[1:], "\"'")
 		_, after, hasScheme := splitScheme(value)
-		if strings.ToLower(name) != name || (hasScheme && strings.HasPrefix(after, "//")) {
+		switch {
+		case hasScheme && strings.HasPrefix(after, "//"):
 			return v.fail(CodePastedAssignment, "the value is a NAME=value assignment", hint)
+		case strings.ToUpper(name) == name && strings.ToLower(name) != name:
+			err := v.fail(CodePastedAssignment, "the value is a NAME=value assignment", hint)
+			if verr := err.(*ValidationError); verr.Input == v.raw {
+				// Nothing was masked, but a value that is not a URL may
+				// still be a password (DATABASE_URL=hunter2): keep the name.
+				verr.Input = fmt.Sprintf("%s=<%d characters, not shown>", name, utf8.RuneCountInString(rest[1:]))
+			}
+			return err
+		case strings.ToLower(name) != name:
+			// A mixed-case "name" without a URL after '=' is more likely
+			// a bare secret, such as a base64 password ("YWJj…9PQ=="),
+			// than a variable: it is described, not repeated.
+			return v.describe(CodePastedAssignment, "the value is a NAME=value assignment", hint)
 		}
 	case strings.HasPrefix(rest, ": ") || strings.HasPrefix(rest, ":\t"):
 		return v.fail(CodePastedAssignment, "the value is a YAML \"name: value\" line", hint)
