@@ -237,10 +237,11 @@ func (v *validation) fail(code Code, reason, hint string) error {
 }
 
 // describe is fail for a value whose secret parts cannot be told apart:
-// the error gives its length instead of any part of it.
-func (v *validation) describe(code Code, reason, hint string) error {
+// the error names what it is ("a value", "a bare word") and gives its
+// length instead of any part of it.
+func (v *validation) describe(what string, code Code, reason, hint string) error {
 	return &ValidationError{Code: code, Reason: reason, Hint: hint,
-		Input: fmt.Sprintf("<a value of %d characters, not shown>", utf8.RuneCountInString(trimSpaceAndBOM(v.raw)))}
+		Input: fmt.Sprintf("<%s of %d characters, not shown>", what, utf8.RuneCountInString(trimSpaceAndBOM(v.raw)))}
 }
 
 var smartQuotes = [][2]string{{"\u201c", "\u201d"}, {"\u2018", "\u2019"}}
@@ -466,14 +467,14 @@ func (v *validation) bare(s string) (Target, error) {
 	if strings.IndexByte(s, ' ') >= 0 {
 		// No scheme and no keyword: a passphrase pasted on its own has this
 		// shape too, and nothing tells where a secret in it would end.
-		return Target{}, v.describe(CodeSpace, "the value contains a space and is not a keyword/value string",
+		return Target{}, v.describe("a value", CodeSpace, "the value contains a space and is not a keyword/value string",
 			"percent-encode spaces as %20, or use libpq's keyword/value form: host=… dbname=…")
 	}
 	if at := strings.IndexByte(s, '@'); at >= 0 && strings.IndexByte(s[:at], ':') < 0 {
 		// "user@host" or a password holding '@' ("Np0o@Lk9j"): without a
 		// scheme and a ':' before the '@', no part can be told apart from a
 		// secret, so the value is described, not repeated.
-		return Target{}, v.describe(CodeMissingScheme, "the value has no scheme",
+		return Target{}, v.describe("a value", CodeMissingScheme, "the value has no scheme",
 			"start it with postgres:// (for example postgres://user:password@host:5432/dbname), or give a SQLite path ending in .db")
 	}
 	if strings.IndexByte(s, '@') >= 0 || strings.IndexByte(s, ':') >= 0 || strings.IndexByte(s, '/') >= 0 {
@@ -483,10 +484,8 @@ func (v *validation) bare(s string) (Target, error) {
 	// A single bare word may be a password pasted on its own (the variable
 	// set to the secret instead of the URL): it has no shape to recognise a
 	// secret by, so the error describes it instead of repeating it.
-	return Target{}, &ValidationError{Code: CodeMissingScheme,
-		Input:  fmt.Sprintf("<a bare word of %d characters, not shown>", utf8.RuneCountInString(s)),
-		Reason: "the value is neither a database URL nor a SQLite path",
-		Hint:   "use postgres://user:password@host:5432/dbname, or a SQLite path ending in .db, .sqlite or .sqlite3"}
+	return Target{}, v.describe("a bare word", CodeMissingScheme, "the value is neither a database URL nor a SQLite path",
+		"use postgres://user:password@host:5432/dbname, or a SQLite path ending in .db, .sqlite or .sqlite3")
 }
 
 const supportedHint = "dbfallback connects to PostgreSQL (postgres://, postgresql://, libpq keyword/value) and SQLite (sqlite:///path.db, file:path.db, path.db); unset the variable to use SQLite"
@@ -623,7 +622,7 @@ func (v *validation) checkPasted(s string) error {
 			// A mixed-case "name" without a URL after '=' is more likely
 			// a bare secret, such as a base64 password ("YWJj…9PQ=="),
 			// than a variable: it is described, not repeated.
-			return v.describe(CodePastedAssignment, "the value is a NAME=value assignment", hint)
+			return v.describe("a value", CodePastedAssignment, "the value is a NAME=value assignment", hint)
 		}
 	case strings.HasPrefix(rest, ": ") || strings.HasPrefix(rest, ":\t"):
 		return v.fail(CodePastedAssignment, "the value is a YAML \"name: value\" line", hint)
