@@ -231,6 +231,7 @@ func (s *snapshotter) loop(ctx context.Context, wait time.Duration) {
 func (s *snapshotter) snapshotIfChanged(ctx context.Context) (time.Duration, error) {
 	v, err := dataVersion(ctx, s.conn)
 	if err != nil {
+		s.versionUnknown()
 		if ctx.Err() == nil {
 			s.fail(fmt.Errorf("read data_version: %w", err))
 		}
@@ -246,6 +247,7 @@ func (s *snapshotter) snapshotIfChanged(ctx context.Context) (time.Duration, err
 	m, err := s.take(ctx, v)
 	took := time.Since(start)
 	if err != nil {
+		s.versionUnknown()
 		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			s.fail(err)
 		}
@@ -258,6 +260,18 @@ func (s *snapshotter) snapshotIfChanged(ctx context.Context) (time.Duration, err
 	// snapshot must not leave one too many behind.
 	s.prune(context.WithoutCancel(ctx), m)
 	return took, nil
+}
+
+// versionUnknown forgets the data_version of the last snapshot after a
+// failed statement on the snapshot connection: data_version counts per
+// connection, and the pool may have replaced one that an interrupted
+// statement (Close stopping the loop) left broken, whose successor starts
+// counting again and can read the old value. The next check then takes a
+// snapshot whatever it reads.
+func (s *snapshotter) versionUnknown() {
+	s.mu.Lock()
+	s.version = -1
+	s.mu.Unlock()
 }
 
 func (s *snapshotter) fail(err error) {
